@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: GPL-2.0
+# Precise guest TSC migration for KVM x86: the patch series in patches/ and
+# the harness that builds, boots and tests it.  `make help` lists targets.
+
+BUILD_DIR ?= $(CURDIR)/build
+export BUILD_DIR
+H := $(CURDIR)/harness
+
+.PHONY: help check check-tree demo regress baseline deps tree export \
+	kernel selftests test-parser clean
+
+help:
+	@echo "make check       the test command: packages, parser tests, apply patches/,"
+	@echo "                 build, boot under QEMU, TSC selftests, summary"
+	@echo "make demo        the main job: boot the patched kernel and show the TSC state test"
+	@echo "make regress     whole x86 KVM selftest suite against harness/baseline/"
+	@echo "make baseline    re-measure that baseline on the unpatched base"
+	@echo "make check-tree  like check, but test the work tree as it is (no git am)"
+	@echo "make tree        apply patches/ to the base in $(BUILD_DIR)/linux"
+	@echo "make export      write the work tree's commits back to patches/"
+	@echo "make kernel | selftests | test-parser | deps | clean"
+
+check:
+	$(H)/check.sh
+
+check-tree:
+	NO_APPLY=1 $(H)/check.sh
+
+demo:
+	$(H)/demo.sh
+
+regress:
+	$(H)/regress.sh run
+
+baseline:
+	$(H)/regress.sh record
+
+deps:
+	$(H)/deps.sh
+
+tree: deps
+	$(H)/tree.sh apply
+
+export:
+	$(H)/tree.sh export
+
+kernel:
+	$(H)/kernel.sh
+
+selftests:
+	$(H)/selftests.sh
+
+test-parser:
+	$(H)/tests/test_ktap.sh
+
+clean:
+	rm -rf $(BUILD_DIR)/kbuild $(BUILD_DIR)/selftests $(BUILD_DIR)/initramfs \
+		$(BUILD_DIR)/guest $(BUILD_DIR)/logs

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Pack a test set into an initramfs, boot it under QEMU (TCG), summarise.
+set -euo pipefail
+SCRIPT_NAME=boot
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<USAGE
+usage: $0 SET_FILE [RUN_NAME]
+
+Packs busybox, the KVM modules and the selftests named in SET_FILE (see
+harness/sets/tsc.list for the format) into an initramfs, boots the kernel
+in $KBUILD_DIR under qemu-system-x86_64 -accel tcg -cpu max, and
+summarises the KTAP results with harness/ktap.py.
+
+Logs, all in LOG_DIR ($LOG_DIR), named after RUN_NAME (default: the set
+file's name): RUN.console.log (serial console), RUN.ktap.log (results
+port), RUN.summary.txt, RUN.results.txt.
+
+Environment:
+  QEMU_TIMEOUT   seconds for the whole boot (default $QEMU_TIMEOUT)
+  TEST_TIMEOUT   default per-test timeout inside the guest (default $TEST_TIMEOUT)
+  QEMU_SMP       vCPUs of the test VM (default $QEMU_SMP)
+  QEMU_MEM       memory of the test VM (default $QEMU_MEM)
+  KERNEL_ARGS    extra kernel command line
+USAGE
+}
+
+QEMU_TIMEOUT=${QEMU_TIMEOUT:-1800}
+TEST_TIMEOUT=${TEST_TIMEOUT:-300}
+QEMU_SMP=${QEMU_SMP:-4}
+QEMU_MEM=${QEMU_MEM:-4G}
+KERNEL_ARGS=${KERNEL_ARGS:-}
+GUEST_DIR=$HARNESS_DIR/guest
+BUSYBOX=${BUSYBOX:-/bin/busybox}
+
+build_helpers() {
+	local out=$BUILD_DIR/guest
+	mkdir -p "$out"
+	if [ ! -x "$out/kvm_tsc_khz" ] || [ "$GUEST_DIR/kvm_tsc_khz.c" -nt "$out/kvm_tsc_khz" ]; then
+		run gcc -static -O2 -Wall -Werror -isystem "$KBUILD_DIR/usr/include" \
+			-o "$out/kvm_tsc_khz" "$GUEST_DIR/kvm_tsc_khz.c" ||
+			die "$EXIT_SELFTESTS" "building the guest helper failed"
+	fi
+}
+
+# stage_initramfs SET_FILE DIR: lay out the initramfs in DIR.
+stage_initramfs() {
+	local set=$1 dir=$2 name rest
+	rm -rf "$dir"
+	mkdir -p "$dir"/{bin,dev,proc,sys,tmp,lib/modules,tests}
+	cp "$BUSYBOX" "$dir/bin/busybox"
+	ln -s busybox "$dir/bin/sh"
+	cp "$BUILD_DIR/guest/kvm_tsc_khz" "$dir/bin/"
+	install -m 0755 "$GUEST_DIR/init" "$dir/init"
+	make -s -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 INSTALL_MOD_PATH="$dir" \
+		INSTALL_MOD_STRIP=1 modules_install >/dev/null ||
+		die "$EXIT_BUILD" "modules_install failed; run harness/kernel.sh"
+	: >"$dir/tests.list"
+	while read -r name rest; do
+		case "$name" in ''|'#'*) continue ;; esac
+		[ -x "$SELFTEST_DIR/$name" ] ||
+			die "$EXIT_SELFTESTS" "$(basename "$set") names $name, which was not built in $SELFTEST_DIR"
+		mkdir -p "$dir/tests/$(dirname "$name")"
+		cp "$SELFTEST_DIR/$name" "$dir/tests/$name"
+		echo "$name $rest" >>"$dir/tests.list"
+	done <"$set"
+}
+
+pack_initramfs() {
+	local dir=$1 out=$2
+	(cd "$dir" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$out"
+}
+
+# boot_qemu CPIO CONSOLE_LOG KTAP_LOG: returns QEMU's status (124: timeout).
+boot_qemu() {
+	local cpio=$1 console=$2 ktap=$3
+	local append="console=ttyS0 panic=-1 oops=panic tsc=reliable loglevel=6"
+	append+=" harness.timeout=$TEST_TIMEOUT $KERNEL_ARGS"
+	rm -f "$console" "$ktap"
+	set +e
+	run timeout --foreground -k 10 "$QEMU_TIMEOUT" \
+		qemu-system-x86_64 -accel tcg -cpu max -smp "$QEMU_SMP" -m "$QEMU_MEM" \
+		-nodefaults -nographic -no-reboot -monitor none \
+		-kernel "$KBUILD_DIR/arch/x86/boot/bzImage" -initrd "$cpio" \
+		-append "$append" \
+		-serial "file:$console" -serial "file:$ktap" </dev/null
+	local status=$?
+	set -e
+	return "$status"
+}
+
+main() {
+	case "${1:-}" in -h|--help|'') usage; [ -n "${1:-}" ]; exit $? ;; esac
+	local set=$1 run_name=${2:-$(basename "${1%.list}")}
+	[ -f "$set" ] || die "$EXIT_USAGE" "no set file $set"
+	[ -f "$KBUILD_DIR/arch/x86/boot/bzImage" ] || die "$EXIT_BUILD" "no kernel; run harness/kernel.sh"
+	ensure_dirs
+	local start dir=$BUILD_DIR/initramfs/$run_name cpio=$BUILD_DIR/initramfs/$run_name.cpio
+	local console=$LOG_DIR/$run_name.console.log ktap=$LOG_DIR/$run_name.ktap.log
+	start=$(date +%s)
+	build_helpers
+	stage_initramfs "$set" "$dir"
+	pack_initramfs "$dir" "$cpio"
+	log "initramfs $cpio: $(du -h "$cpio" | cut -f1), $(grep -c . "$dir/tests.list") tests"
+	stage_time initramfs "$start"
+
+	start=$(date +%s)
+	local qemu_status=0 timeout_flag=()
+	boot_qemu "$cpio" "$console" "$ktap" || qemu_status=$?
+	stage_time boot "$start"
+	if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
+		log "QEMU killed after $QEMU_TIMEOUT s"
+		timeout_flag=(--qemu-timeout)
+	elif [ "$qemu_status" -ne 0 ]; then
+		log "QEMU exited with status $qemu_status"
+	fi
+	grep -E '^(not )?ok ' "$ktap" 2>/dev/null >&2 || true
+	log "logs: $console $ktap"
+	python3 "$HARNESS_DIR/ktap.py" --ktap "$ktap" --console "$console" \
+		--summary "$LOG_DIR/$run_name.summary.txt" \
+		--results "$LOG_DIR/$run_name.results.txt" "${timeout_flag[@]}"
+}
+
+main "$@"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# The test command: every stage from packages to the boot, timed.
+set -euo pipefail
+SCRIPT_NAME=check
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<USAGE
+usage: $0 [SET_FILE]
+
+Installs missing packages, runs the parser's golden-log tests, applies
+patches/ to the base (unless NO_APPLY=1: then the work tree is tested as it
+is, uncommitted edits included), builds the kernel and the selftests, boots
+the kernel under QEMU and runs SET_FILE (default harness/sets/tsc.list).
+Prints the time of each stage, then the summary: one line
+"N passed, N failed, N skipped" and the name of each failure.
+USAGE
+}
+
+STAGE_TIMES=()
+
+# stage NAME CMD...: run a stage and remember how long it took.
+stage() {
+	local name=$1 start status=0
+	shift
+	start=$(date +%s)
+	log "=== $name"
+	"$@" || status=$?
+	STAGE_TIMES+=("$(printf '%-12s %4d s' "$name" $(($(date +%s) - start)))")
+	return "$status"
+}
+
+print_times() {
+	local t
+	log "stage times:"
+	for t in "${STAGE_TIMES[@]}"; do
+		log "  $t"
+	done
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	local set=${1:-$HARNESS_DIR/sets/tsc.list} run_name status=0 total
+	run_name=$(basename "${set%.list}")
+	total=$(date +%s)
+	stage deps "$HARNESS_DIR/deps.sh"
+	stage parser "$HARNESS_DIR/tests/test_ktap.sh" >&2 ||
+		die "$EXIT_TESTS" "the KTAP parser fails its golden-log tests"
+	if [ "${NO_APPLY:-0}" = 1 ]; then
+		log "NO_APPLY=1: testing $TREE_DIR as it is"
+	else
+		stage apply "$HARNESS_DIR/tree.sh" apply
+	fi
+	stage kernel "$HARNESS_DIR/kernel.sh"
+	stage selftests "$HARNESS_DIR/selftests.sh"
+	stage boot "$HARNESS_DIR/boot.sh" "$set" "$run_name" >"$LOG_DIR/$run_name.out" || status=$?
+	STAGE_TIMES+=("$(printf '%-12s %4d s' total $(($(date +%s) - total)))")
+	print_times
+	log "logs: $LOG_DIR (build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt)"
+	cat "$LOG_DIR/$run_name.out"
+	return "$status"
+}
+
+main "$@"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Install the Debian packages the harness needs, if any is missing.
+set -euo pipefail
+SCRIPT_NAME=deps
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<USAGE
+usage: $0 [EXTRA_PACKAGE...]
+
+Installs (apt-get, as root) what building the base, the kernel and the
+selftests and booting them under QEMU needs, plus any EXTRA_PACKAGE.
+Does nothing when everything is installed.
+USAGE
+}
+
+PACKAGES=(
+	"$BASE_PACKAGE"
+	gcc make libc6-dev flex bison bc perl libelf-dev libssl-dev
+	cpio kmod rsync xz-utils git python3
+	qemu-system-x86 busybox-static
+)
+
+missing_packages() {
+	local pkg
+	for pkg in "$@"; do
+		dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null |
+			grep -q '^install ok installed$' || echo "$pkg"
+	done
+}
+
+install_packages() {
+	local missing
+	mapfile -t missing < <(missing_packages "$@")
+	if [ "${#missing[@]}" -eq 0 ]; then
+		log "all packages installed"
+		return 0
+	fi
+	[ "$(id -u)" -eq 0 ] || die "$EXIT_DEPS" "missing packages (${missing[*]}) and not root"
+	local i
+	for i in "${!missing[@]}"; do
+		# The base is pinned to the recorded version.
+		[ "${missing[$i]}" = "$BASE_PACKAGE" ] &&
+			missing[$i]="$BASE_PACKAGE=$BASE_VERSION"
+	done
+	run apt-get update -q || die "$EXIT_DEPS" "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive run apt-get install -y -q \
+		--no-install-recommends "${missing[@]}" ||
+		die "$EXIT_DEPS" "apt-get install ${missing[*]} failed"
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	install_packages "${PACKAGES[@]}" "$@"
+}
+
+main "$@"

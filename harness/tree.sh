@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# The kernel work tree: the recorded base as one commit, the series on top.
+set -euo pipefail
+SCRIPT_NAME=tree
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<USAGE
+usage: $0 apply|export|status
+
+  apply   Make $TREE_DIR the recorded base ($BASE_PACKAGE $BASE_VERSION)
+          plus patches/ applied with git am in patches/series order.
+          Does nothing when the tree already holds exactly that series.
+          Commits that would be replaced are kept on a backup/* branch;
+          uncommitted changes to tracked files stop it.
+  export  Write the commits on top of the base to patches/ (git
+          format-patch, stable names, no signature) and rewrite
+          patches/series.  The cover letter (patches/0000-cover-letter.patch)
+          is kept.
+  status  Say whether the work tree and patches/ agree.
+
+Environment: BUILD_DIR (default $TOP_DIR/build), TREE_DIR.
+USAGE
+}
+
+BASE_TAG=base
+# Fixed identity and dates make the base commit reproducible.
+export GIT_AUTHOR_NAME="linux-source base" GIT_AUTHOR_EMAIL="base@localhost"
+export GIT_COMMITTER_NAME="linux-source base" GIT_COMMITTER_EMAIL="base@localhost"
+
+git_tree() {
+	git -C "$TREE_DIR" "$@"
+}
+
+series_patches() {
+	[ -f "$PATCH_DIR/series" ] || return 0
+	local name
+	while read -r name; do
+		case "$name" in ''|'#'*) continue ;; esac
+		[ -f "$PATCH_DIR/$name" ] || die "$EXIT_BASE" "patches/series names $name, which does not exist"
+		echo "$PATCH_DIR/$name"
+	done <"$PATCH_DIR/series"
+}
+
+# Ordered patch-ids of the series files and of the tree's commits.
+series_patch_ids() {
+	local p
+	for p in $(series_patches); do
+		git patch-id --stable <"$p" | awk '{print $1}'
+	done
+}
+
+tree_patch_ids() {
+	local c
+	for c in $(git_tree rev-list --reverse "$BASE_TAG..HEAD"); do
+		git_tree show --format=email "$c" | git patch-id --stable | awk '{print $1}'
+	done
+}
+
+ensure_tarball() {
+	local sum=""
+	[ -f "$BASE_TARBALL" ] && sum=$(sha256sum "$BASE_TARBALL" | awk '{print $1}')
+	if [ "$sum" != "$BASE_SHA256" ]; then
+		log "base tarball missing or not the recorded one; installing $BASE_PACKAGE=$BASE_VERSION"
+		DEBIAN_FRONTEND=noninteractive run apt-get install -y -q --allow-downgrades \
+			--no-install-recommends "$BASE_PACKAGE=$BASE_VERSION" >&2 ||
+			die "$EXIT_BASE" "cannot install $BASE_PACKAGE=$BASE_VERSION"
+		sum=$(sha256sum "$BASE_TARBALL" | awk '{print $1}')
+		[ "$sum" = "$BASE_SHA256" ] ||
+			die "$EXIT_BASE" "$BASE_TARBALL has sha256 $sum, expected $BASE_SHA256"
+	fi
+}
+
+# The tarball's .gitignore ends with Debian's "/*" rule, which would hide new
+# files (a new selftest) from git.  Drop the rule in the working copy only and
+# tell git not to look at that file: it is never committed or exported.
+unhide_new_files() {
+	local gi=$TREE_DIR/.gitignore
+	if grep -qx '/\*' "$gi"; then
+		sed -i -e '/^# Debian packaging: ignore everything/,$d' "$gi"
+		sed -i -e '${/^#$/d}' "$gi"
+	fi
+	git_tree update-index --skip-worktree .gitignore
+}
+
+base_is_current() {
+	[ -d "$TREE_DIR/.git" ] || return 1
+	[ "$(git_tree config --get harness.basesha256 2>/dev/null)" = "$BASE_SHA256" ] || return 1
+	git_tree rev-parse -q --verify "refs/tags/$BASE_TAG" >/dev/null
+}
+
+make_base() {
+	local tmp=$BUILD_DIR/linux.unpack
+	log "creating the base work tree from $BASE_TARBALL"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	run tar -xf "$BASE_TARBALL" -C "$tmp" --strip-components=1
+	run git -C "$tmp" init -q -b series
+	git -C "$tmp" config core.autocrlf false
+	git -C "$tmp" config gc.auto 0
+	run git -C "$tmp" add -A -f
+	GIT_AUTHOR_DATE="2000-01-01T00:00:00Z" GIT_COMMITTER_DATE="2000-01-01T00:00:00Z" \
+		run git -C "$tmp" commit -q -m "Base: $BASE_PACKAGE $BASE_VERSION" \
+		-m "Unpacked from $BASE_TARBALL, sha256 $BASE_SHA256."
+	git -C "$tmp" tag "$BASE_TAG"
+	git -C "$tmp" config harness.basesha256 "$BASE_SHA256"
+	# Identity for git am / commits made by the developer loop.
+	git -C "$tmp" config user.name >/dev/null || git -C "$tmp" config user.name "TSC series developer"
+	git -C "$tmp" config user.email >/dev/null || git -C "$tmp" config user.email "dev@localhost"
+	rm -rf "$TREE_DIR"
+	mv "$tmp" "$TREE_DIR"
+	unhide_new_files
+}
+
+tree_is_clean() {
+	[ -z "$(git_tree status --porcelain --untracked-files=no)" ]
+}
+
+apply_series() {
+	local want have p
+	want=$(series_patch_ids)
+	have=$(tree_patch_ids)
+	if [ "$want" = "$have" ]; then
+		log "work tree already holds the series ($(echo "$want" | grep -c . || true) patches)"
+		return 0
+	fi
+	tree_is_clean || die "$EXIT_BASE" "$TREE_DIR has uncommitted changes; commit or drop them first"
+	if [ "$(git_tree rev-parse HEAD)" != "$(git_tree rev-parse "$BASE_TAG")" ]; then
+		local backup
+		backup="backup/$(date +%Y%m%d-%H%M%S)"
+		git_tree branch -f "$backup" HEAD
+		log "work tree differs from patches/; its commits are kept on branch $backup"
+	fi
+	git_tree reset -q --hard "$BASE_TAG"
+	unhide_new_files
+	for p in $(series_patches); do
+		if ! git_tree am -q --whitespace=error-all "$p" >&2; then
+			git_tree am --abort >/dev/null 2>&1 || true
+			die "$EXIT_BASE" "patch $(basename "$p") does not apply to the base"
+		fi
+		log "applied $(basename "$p")"
+	done
+}
+
+cmd_apply() {
+	local start
+	start=$(date +%s)
+	ensure_dirs
+	ensure_tarball
+	base_is_current || make_base
+	apply_series
+	stage_time apply "$start"
+}
+
+cmd_export() {
+	[ -d "$TREE_DIR/.git" ] || die "$EXIT_BASE" "no work tree at $TREE_DIR; run '$0 apply' first"
+	tree_is_clean || die "$EXIT_BASE" "$TREE_DIR has uncommitted changes; commit them first"
+	local untracked
+	untracked=$(git_tree status --porcelain | grep '^??' || true)
+	[ -z "$untracked" ] || log "warning: untracked files in the work tree are not exported:"$'\n'"$untracked"
+	local tmp=$PATCH_DIR.new
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	git_tree format-patch -q --no-signature --zero-commit --no-numbered \
+		--subject-prefix=PATCH -o "$tmp" "$BASE_TAG..HEAD"
+	find "$PATCH_DIR" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]-*.patch' \
+		! -name '0000-*' -delete
+	(cd "$tmp" && ls -1 -- *.patch 2>/dev/null || true) >"$PATCH_DIR/series"
+	[ -z "$(ls -A "$tmp")" ] || mv "$tmp"/*.patch "$PATCH_DIR"/
+	rmdir "$tmp"
+	log "exported $(grep -c . "$PATCH_DIR/series" || true) patches to $PATCH_DIR"
+	if [ -x "$HARNESS_DIR/cover.sh" ]; then
+		"$HARNESS_DIR/cover.sh"
+	fi
+}
+
+cmd_status() {
+	[ -d "$TREE_DIR/.git" ] || { echo "no work tree"; return 1; }
+	if [ "$(series_patch_ids)" = "$(tree_patch_ids)" ] && tree_is_clean; then
+		echo "work tree and patches/ agree"
+	else
+		echo "work tree and patches/ differ (export, or apply)"
+		return 1
+	fi
+}
+
+main() {
+	case "${1:-}" in
+	apply) cmd_apply ;;
+	export) cmd_export ;;
+	status) cmd_status ;;
+	-h|--help) usage ;;
+	*) usage >&2; exit "$EXIT_USAGE" ;;
+	esac
+}
+
+main "$@"
