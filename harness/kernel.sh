@@ -89,6 +89,7 @@ main() {
 	[ "${#fragments[@]}" -gt 0 ] || fragments=("${DEFAULT_FRAGMENTS[@]}")
 	start=$(date +%s)
 	ensure_dirs
+	: >"$LOG_DIR/build.log"
 	[ -d "$TREE_DIR/.git" ] || die "$EXIT_BASE" "no work tree at $TREE_DIR (run harness/tree.sh apply)"
 	make_config "${fragments[@]}"
 	build_kernel

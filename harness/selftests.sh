@@ -21,6 +21,7 @@ main() {
 	start=$(date +%s)
 	ensure_dirs
 	mkdir -p "$SELFTEST_DIR"
+	: >"$LOG_DIR/selftests.log"
 	run_logged "$LOG_DIR/selftests.log" make -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 headers ||
 		die "$EXIT_SELFTESTS" "make headers failed"
 	run_logged "$LOG_DIR/selftests.log" make -C "$TREE_DIR/tools/testing/selftests/kvm" \
