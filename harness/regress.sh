@@ -15,6 +15,9 @@ usage: $0 run|record
           with the series, or a test the base does not have fails.
   record  Measure the baseline: the same run on the unpatched base (an
           empty series), written to $BASELINE.
+  record-from-logs
+          Rewrite $BASELINE from the logs of the last
+          'record' run, without booting.
 
 Environment: REGRESS_TIMEOUT (per-test timeout in the guest, default
 $REGRESS_TIMEOUT s), REGRESS_QEMU_TIMEOUT (whole boot, default
@@ -83,7 +86,22 @@ build_and_boot() {
 }
 
 test_seconds() {
-	sed -n 's/^# harness: time: \(\S*\) \([0-9]*\)s$/\1 \2/p' "$LOG_DIR/$RUN_NAME.ktap.log"
+	tr -d '\r' <"$LOG_DIR/$RUN_NAME.ktap.log" |
+		sed -n 's/^# harness: time: \(\S*\) \([0-9]*\)s$/\1 \2/p'
+}
+
+write_baseline() {
+	mkdir -p "$(dirname "$BASELINE")"
+	{
+		echo "# x86_64 KVM selftests on the unpatched base under TCG: STATUS TEST SECONDS"
+		echo "# base: $BASE_PACKAGE $BASE_VERSION; measured $(date -u -r "$LOG_DIR/$RUN_NAME.ktap.log" +%Y-%m-%d) by 'make baseline'"
+		echo "# default per-test timeout ${REGRESS_TIMEOUT}s, overrides in $(basename "$BASELINE_EXCLUDE"); a timeout counts as fail"
+		join -1 2 -2 1 -a 1 -o 1.1,0,2.2 -e - \
+			<(test_statuses "$LOG_DIR/$RUN_NAME.results.txt") \
+			<(test_seconds | LC_ALL=C sort -k1,1)
+	} >"$BASELINE"
+	log "baseline written to $BASELINE:"
+	grep -v '^#' "$BASELINE" | awk '{ c[$1]++ } END { for (s in c) printf "  %s %d\n", s, c[s] }' >&2
 }
 
 cmd_record() {
@@ -93,17 +111,7 @@ cmd_record() {
 	PATCH_DIR=$empty "$HARNESS_DIR/tree.sh" apply
 	rm -rf "$empty"
 	build_and_boot
-	mkdir -p "$(dirname "$BASELINE")"
-	{
-		echo "# x86_64 KVM selftests on the unpatched base under TCG: STATUS TEST SECONDS"
-		echo "# base: $BASE_PACKAGE $BASE_VERSION; measured $(date -u +%Y-%m-%d) by 'make baseline'"
-		echo "# per-test timeout ${REGRESS_TIMEOUT}s (timeouts count as fail); excluded: $(basename "$BASELINE_EXCLUDE")"
-		join -1 2 -2 1 -a 1 -o 1.1,0,2.2 -e - \
-			<(test_statuses "$LOG_DIR/$RUN_NAME.results.txt") \
-			<(test_seconds | LC_ALL=C sort -k1,1)
-	} >"$BASELINE"
-	log "baseline written to $BASELINE:"
-	grep -v '^#' "$BASELINE" | awk '{ c[$1]++ } END { for (s in c) printf "  %s %d\n", s, c[s] }' >&2
+	write_baseline
 }
 
 cmd_run() {
@@ -138,6 +146,7 @@ main() {
 	case "${1:-}" in
 	run) cmd_run ;;
 	record) cmd_record ;;
+	record-from-logs) write_baseline ;;
 	-h|--help) usage ;;
 	*) usage >&2; exit "$EXIT_USAGE" ;;
 	esac
