@@ -7,7 +7,7 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-tree demo regress baseline deps tree export \
-	kernel selftests test-parser clean
+	kernel selftests test-parser gates test-gates clean
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply patches/,"
@@ -15,7 +15,9 @@ help:
 	@echo "make demo        the main job: boot the patched kernel and show the TSC state test"
 	@echo "make regress     whole x86 KVM selftest suite against harness/baseline/"
 	@echo "make baseline    re-measure that baseline on the unpatched base"
-	@echo "make check-tree  like check, but test the work tree as it is (no git am)"
+	@echo "make check-tree  like check, but test the work tree as it is (no git am, no gates)"
+	@echo "make gates       the series' quality gates (apply, bisect, checkpatch, sparse, ...)"
+	@echo "make test-gates  check that each gate fails on a deliberately broken input"
 	@echo "make tree        apply patches/ to the base in $(BUILD_DIR)/linux"
 	@echo "make export      write the work tree's commits back to patches/"
 	@echo "make kernel | selftests | test-parser | deps | clean"
@@ -24,7 +26,13 @@ check:
 	$(H)/check.sh
 
 check-tree:
-	NO_APPLY=1 $(H)/check.sh
+	NO_APPLY=1 NO_GATES=1 $(H)/check.sh
+
+gates:
+	$(H)/gates.sh
+
+test-gates:
+	$(H)/tests/test_gates.sh
 
 demo:
 	$(H)/demo.sh

@@ -35,14 +35,21 @@ KERNEL_ARGS=${KERNEL_ARGS:-}
 GUEST_DIR=$HARNESS_DIR/guest
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
+# build_static SRC OUT: a static binary against the work tree's headers.
+build_static() {
+	if [ ! -x "$2" ] || [ "$1" -nt "$2" ] || [ "$KBUILD_DIR/usr/include/linux/kvm.h" -nt "$2" ]; then
+		run gcc -static -O2 -Wall -Wextra -Werror -isystem "$KBUILD_DIR/usr/include" \
+			-o "$2" "$1" || die "$EXIT_SELFTESTS" "building $1 failed"
+	fi
+}
+
+# Guest-side programs: the harness's helper, the demo VMM and its check.
 build_helpers() {
 	local out=$BUILD_DIR/guest
 	mkdir -p "$out"
-	if [ ! -x "$out/kvm_tsc_khz" ] || [ "$GUEST_DIR/kvm_tsc_khz.c" -nt "$out/kvm_tsc_khz" ]; then
-		run gcc -static -O2 -Wall -Werror -isystem "$KBUILD_DIR/usr/include" \
-			-o "$out/kvm_tsc_khz" "$GUEST_DIR/kvm_tsc_khz.c" ||
-			die "$EXIT_SELFTESTS" "building the guest helper failed"
-	fi
+	build_static "$GUEST_DIR/kvm_tsc_khz.c" "$out/kvm_tsc_khz"
+	build_static "$TOP_DIR/demo/tsc_migrate.c" "$out/tsc_migrate"
+	install -m 0755 "$GUEST_DIR/tsc_migrate_check.sh" "$out/tsc_migrate_check.sh"
 }
 
 # stage_initramfs SET_FILE DIR: lay out the initramfs in DIR.
@@ -52,7 +59,7 @@ stage_initramfs() {
 	mkdir -p "$dir"/{bin,dev,proc,sys,tmp,lib/modules,tests}
 	cp "$BUSYBOX" "$dir/bin/busybox"
 	ln -s busybox "$dir/bin/sh"
-	cp "$BUILD_DIR/guest/kvm_tsc_khz" "$dir/bin/"
+	cp "$BUILD_DIR/guest/kvm_tsc_khz" "$BUILD_DIR/guest/tsc_migrate" "$dir/bin/"
 	install -m 0755 "$GUEST_DIR/init" "$dir/init"
 	make -s -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 INSTALL_MOD_PATH="$dir" \
 		INSTALL_MOD_STRIP=1 modules_install >/dev/null ||
@@ -60,10 +67,14 @@ stage_initramfs() {
 	: >"$dir/tests.list"
 	while read -r name rest; do
 		case "$name" in ''|'#'*) continue ;; esac
-		[ -x "$SELFTEST_DIR/$name" ] ||
-			die "$EXIT_SELFTESTS" "$(basename "$set") names $name, which was not built in $SELFTEST_DIR"
 		mkdir -p "$dir/tests/$(dirname "$name")"
-		cp "$SELFTEST_DIR/$name" "$dir/tests/$name"
+		if [ -x "$SELFTEST_DIR/$name" ]; then
+			cp "$SELFTEST_DIR/$name" "$dir/tests/$name"
+		elif [ -x "$BUILD_DIR/guest/$name" ]; then
+			cp "$BUILD_DIR/guest/$name" "$dir/tests/$name"
+		else
+			die "$EXIT_SELFTESTS" "$(basename "$set") names $name, which was not built in $SELFTEST_DIR or $BUILD_DIR/guest"
+		fi
 		echo "$name $rest" >>"$dir/tests.list"
 	done <"$set"
 }

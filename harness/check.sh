@@ -12,7 +12,9 @@ usage: $0 [SET_FILE]
 Installs missing packages, runs the parser's golden-log tests, applies
 patches/ to the base (unless NO_APPLY=1: then the work tree is tested as it
 is, uncommitted edits included), builds the kernel and the selftests, boots
-the kernel under QEMU and runs SET_FILE (default harness/sets/tsc.list).
+the kernel under QEMU and runs SET_FILE (default harness/sets/tsc.list),
+then the series' quality gates (harness/gates.sh) and their self-tests
+(unless NO_GATES=1).
 Prints the time of each stage, then the summary: one line
 "N passed, N failed, N skipped" and the name of each failure.
 USAGE
@@ -55,9 +57,18 @@ main() {
 	stage kernel "$HARNESS_DIR/kernel.sh"
 	stage selftests "$HARNESS_DIR/selftests.sh"
 	stage boot "$HARNESS_DIR/boot.sh" "$set" "$run_name" >"$LOG_DIR/$run_name.out" || status=$?
+	if [ "${NO_GATES:-0}" = 1 ]; then
+		log "NO_GATES=1: series quality gates not run"
+	else
+		stage gates "$HARNESS_DIR/gates.sh" >"$LOG_DIR/gates.out" 2>"$LOG_DIR/gates.log" || status=$?
+		stage gate-tests "$HARNESS_DIR/tests/test_gates.sh" >"$LOG_DIR/gate-tests.out" \
+			2>"$LOG_DIR/gate-tests.log" || status=$?
+	fi
 	STAGE_TIMES+=("$(printf '%-12s %4d s' total $(($(date +%s) - total)))")
 	print_times
-	log "logs: $LOG_DIR (build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt)"
+	log "logs: $LOG_DIR (build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt, gates.log)"
+	[ -f "$LOG_DIR/gates.out" ] && [ "${NO_GATES:-0}" != 1 ] &&
+		cat "$LOG_DIR/gates.out" "$LOG_DIR/gate-tests.out"
 	cat "$LOG_DIR/$run_name.out"
 	return "$status"
 }

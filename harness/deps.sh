@@ -20,6 +20,9 @@ PACKAGES=(
 	gcc make libc6-dev flex bison bc perl libelf-dev libssl-dev
 	cpio kmod rsync xz-utils git python3
 	qemu-system-x86 busybox-static
+	# harness/gates.sh
+	sparse gcc-multilib g++ g++-multilib
+	python3-sphinx python3-sphinx-rtd-theme graphviz
 )
 
 missing_packages() {

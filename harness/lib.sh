@@ -67,3 +67,71 @@ stage_time() {
 ensure_dirs() {
 	mkdir -p "$BUILD_DIR" "$LOG_DIR"
 }
+
+# verify_config CONFIG FRAGMENT...: every option the fragments set must
+# hold in CONFIG; where fragments disagree, the last one wins, as in
+# merge_config.sh.
+verify_config() {
+	local config=$1
+	shift
+	local frag line opt bad=0
+	local -A want=() from=()
+	for frag in "$@"; do
+		while IFS= read -r line; do
+			case "$line" in
+			CONFIG_*=*) opt=${line%%=*} ;;
+			"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *} ;;
+			*) continue ;;
+			esac
+			want[$opt]=$line
+			from[$opt]=$(basename "$frag")
+		done <"$frag"
+	done
+	for opt in "${!want[@]}"; do
+		line=${want[$opt]}
+		case "$line" in
+		CONFIG_*) grep -qxF -- "$line" "$config" ;;
+		*) ! grep -qE "^$opt=" "$config" ;;
+		esac && continue
+		log "requested '$line' (${from[$opt]}) but .config has '$(grep -E "^(# )?$opt[= ]" "$config" || echo "$opt absent")'"
+		bad=1
+	done
+	return "$bad"
+}
+
+config_stamp() {
+	local src=$1 arch=$2
+	shift 2
+	{
+		echo "$arch"
+		cat "$@"
+		git -C "$src" ls-files -s -- '*Kconfig*' 2>/dev/null
+		echo "$BASE_SHA256"
+	} | sha256sum | awk '{print $1}'
+}
+
+# make_config SRC OUT ARCH LOG FRAGMENT...: tinyconfig for ARCH in OUT, the
+# fragments merged on top, olddefconfig, then every requested option
+# checked.  Skipped when the fragments and the Kconfig files are unchanged.
+make_config() {
+	local src=$1 out=$2 arch=$3 logfile=$4
+	shift 4
+	local stamp_file=$out/.harness-config-stamp stamp
+	stamp=$(config_stamp "$src" "$arch" "$@")
+	if [ -f "$out/.config" ] && [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" ]; then
+		log "config unchanged ($out)"
+		return 0
+	fi
+	mkdir -p "$out"
+	run_logged "$logfile" make -C "$src" O="$out" ARCH="$arch" tinyconfig ||
+		die "$EXIT_CONFIG" "tinyconfig failed"
+	run_logged "$logfile" env -C "$out" \
+		"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$@" ||
+		die "$EXIT_CONFIG" "merge_config.sh failed"
+	run_logged "$logfile" make -C "$src" O="$out" ARCH="$arch" olddefconfig ||
+		die "$EXIT_CONFIG" "olddefconfig failed"
+	verify_config "$out/.config" "$@" ||
+		die "$EXIT_CONFIG" "config fragment options missing from $out/.config"
+	echo "$stamp" >"$stamp_file"
+	log "config ok: $out ($(grep -c '=[ym]$' "$out/.config") options on)"
+}

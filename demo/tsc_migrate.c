@@ -1,0 +1,683 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tsc_migrate: a small VMM that migrates a multi-vCPU guest's TSC from a
+ * source VM to a destination VM on this host, three ways, and measures
+ * what each way leaves behind.  Plain KVM API, no library: the reference
+ * code for a VMM developer.
+ *
+ *   legacy     KVM_GET_MSRS / KVM_SET_MSRS of IA32_TSC and IA32_TSC_ADJUST,
+ *              what VMMs do today
+ *   upstream   KVM_GET_CLOCK (realtime + host TSC) and KVM_VCPU_TSC_OFFSET,
+ *              the Linux 5.16+ recipe of Documentation/virt/kvm/devices/vcpu.rst
+ *   tsc-state  KVM_GET_TSC_STATE / KVM_SET_TSC_STATE with
+ *              KVM_X86_QUIRK_TSC_HOST_ACCESS disabled
+ *   rfc2020    (only with -m rfc2020) a userspace model of the 2020 RFC's
+ *              per-vCPU algorithm: a fresh (CLOCK_REALTIME, host TSC) pair
+ *              from KVM_GET_CLOCK for every vCPU's save and restore
+ *
+ * The guest is a real-mode loop that reads its TSC and reports it with two
+ * OUTs.  Source and destination run on the same host TSC, so the ideal
+ * destination offset is exactly the source's: every error is measured
+ * exactly, in cycles, from KVM_VCPU_TSC_OFFSET.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+#define MAX_VCPUS	64
+#define MEM_SIZE	0x10000
+#define CODE_GPA	0x1000
+#define PORT_TSC_LO	0x10
+#define PORT_TSC_HI	0x11
+#define MSR_IA32_TSC	0x10
+#define MSR_IA32_TSC_ADJUST 0x3b
+
+enum method { LEGACY, UPSTREAM, TSC_STATE, RFC2020, NR_METHODS };
+static const char *const method_names[NR_METHODS] = {
+	"legacy", "upstream", "tsc-state", "rfc2020"
+};
+
+struct options {
+	int nr_vcpus;
+	long downtime_ms;
+	long save_stagger_ms;
+	long restore_stagger_ms;
+	long clock_step_ms;	/* CLOCK_REALTIME step between two restores */
+	int rounds;		/* round-robin TSC reads after resume */
+	bool methods[NR_METHODS];
+	bool csv;
+	bool check;
+};
+
+struct vm {
+	int fd;
+	int nr_vcpus;
+	int vcpu_fd[MAX_VCPUS];
+	struct kvm_run *run[MAX_VCPUS];
+	void *mem;
+};
+
+struct result {
+	bool ran;
+	const char *skipped;
+	int64_t skew;		/* max - min destination offset, cycles */
+	int64_t error;		/* vCPU 0's destination offset - source offset */
+	bool tsc_stable;
+	int violations;
+	double save_us, restore_us;	/* per vCPU, ioctls only */
+};
+
+static int kvm_fd;
+static int run_size;
+static uint32_t tsc_khz;
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "tsc_migrate: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "tsc_migrate: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (see --help)\n");
+	va_end(ap);
+	exit(2);
+}
+
+static int xioctl(int fd, unsigned long req, void *arg, const char *what)
+{
+	int r = ioctl(fd, req, arg);
+
+	if (r < 0)
+		die("%s: %s", what, strerror(errno));
+	return r;
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	while (ms > 0 && nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* rdtsc; out 0x10, eax; mov eax, edx; out 0x11, eax; jmp back (real mode). */
+static const uint8_t guest_code[] = {
+	0x0f, 0x31,
+	0x66, 0xe7, PORT_TSC_LO,
+	0x66, 0x89, 0xd0,
+	0x66, 0xe7, PORT_TSC_HI,
+	0xeb, 0xf3,
+};
+
+static void setup_vcpu(struct vm *vm, int i, struct kvm_cpuid2 *cpuid)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 2 };
+	int fd;
+
+	fd = ioctl(vm->fd, KVM_CREATE_VCPU, i);
+	if (fd < 0)
+		die("KVM_CREATE_VCPU %d: %s", i, strerror(errno));
+	vm->vcpu_fd[i] = fd;
+	vm->run[i] = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (vm->run[i] == MAP_FAILED)
+		die("mmap kvm_run: %s", strerror(errno));
+	xioctl(fd, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+	xioctl(fd, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
+	sregs.cs.base = 0;
+	sregs.cs.selector = 0;
+	xioctl(fd, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
+	xioctl(fd, KVM_SET_REGS, &regs, "KVM_SET_REGS");
+}
+
+static struct kvm_cpuid2 *supported_cpuid(void)
+{
+	int n = 256;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+	c->nent = n;
+	xioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c, "KVM_GET_SUPPORTED_CPUID");
+	return c;
+}
+
+static void create_vm(struct vm *vm, int nr_vcpus, bool disable_quirk)
+{
+	struct kvm_userspace_memory_region region = { 0 };
+	struct kvm_cpuid2 *cpuid = supported_cpuid();
+	int i;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->nr_vcpus = nr_vcpus;
+	vm->fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->fd < 0)
+		die("KVM_CREATE_VM: %s", strerror(errno));
+	if (disable_quirk) {
+		struct kvm_enable_cap cap = {
+			.cap = KVM_CAP_DISABLE_QUIRKS2,
+			.args[0] = KVM_X86_QUIRK_TSC_HOST_ACCESS,
+		};
+
+		xioctl(vm->fd, KVM_ENABLE_CAP, &cap, "disable KVM_X86_QUIRK_TSC_HOST_ACCESS");
+	}
+	vm->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm->mem == MAP_FAILED)
+		die("mmap guest memory: %s", strerror(errno));
+	memcpy((char *)vm->mem + CODE_GPA, guest_code, sizeof(guest_code));
+	region.memory_size = MEM_SIZE;
+	region.userspace_addr = (uintptr_t)vm->mem;
+	xioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION");
+	for (i = 0; i < nr_vcpus; i++)
+		setup_vcpu(vm, i, cpuid);
+	free(cpuid);
+}
+
+static void destroy_vm(struct vm *vm)
+{
+	int i;
+
+	for (i = 0; i < vm->nr_vcpus; i++) {
+		munmap(vm->run[i], run_size);
+		close(vm->vcpu_fd[i]);
+	}
+	munmap(vm->mem, MEM_SIZE);
+	close(vm->fd);
+}
+
+/* Run vCPU @i until it has reported one TSC value. */
+static uint64_t guest_read_tsc(struct vm *vm, int i)
+{
+	uint64_t lo = 0, hi = 0;
+	bool have_lo = false;
+
+	for (;;) {
+		struct kvm_run *run = vm->run[i];
+		uint32_t val;
+
+		xioctl(vm->vcpu_fd[i], KVM_RUN, NULL, "KVM_RUN");
+		if (run->exit_reason != KVM_EXIT_IO || run->io.size != 4)
+			die("vCPU %d: unexpected exit %u", i, run->exit_reason);
+		memcpy(&val, (char *)run + run->io.data_offset, 4);
+		if (run->io.port == PORT_TSC_LO) {
+			lo = val;
+			have_lo = true;
+		} else if (run->io.port == PORT_TSC_HI && have_lo) {
+			hi = val;
+			return hi << 32 | lo;
+		}
+	}
+}
+
+static uint64_t get_offset(struct vm *vm, int i)
+{
+	uint64_t offset;
+	struct kvm_device_attr attr = {
+		.group = KVM_VCPU_TSC_CTRL,
+		.attr = KVM_VCPU_TSC_OFFSET,
+		.addr = (uintptr_t)&offset,
+	};
+
+	xioctl(vm->vcpu_fd[i], KVM_GET_DEVICE_ATTR, &attr, "KVM_GET_DEVICE_ATTR(TSC_OFFSET)");
+	return offset;
+}
+
+static void set_offset(struct vm *vm, int i, uint64_t offset)
+{
+	struct kvm_device_attr attr = {
+		.group = KVM_VCPU_TSC_CTRL,
+		.attr = KVM_VCPU_TSC_OFFSET,
+		.addr = (uintptr_t)&offset,
+	};
+
+	xioctl(vm->vcpu_fd[i], KVM_SET_DEVICE_ATTR, &attr, "KVM_SET_DEVICE_ATTR(TSC_OFFSET)");
+}
+
+struct msrs2 {
+	struct kvm_msrs hdr;
+	struct kvm_msr_entry e[2];
+};
+
+/* What a method saves on the source, per VM and per vCPU. */
+struct saved {
+	struct msrs2 msrs[MAX_VCPUS];			/* legacy */
+	struct kvm_clock_data clock;			/* upstream */
+	uint64_t offset[MAX_VCPUS];			/* upstream, rfc2020 */
+	struct kvm_clock_data pair[MAX_VCPUS];		/* rfc2020 */
+	struct kvm_tsc_state state[MAX_VCPUS];		/* tsc-state */
+};
+
+static void save(enum method m, struct vm *src, struct saved *s, const struct options *o)
+{
+	int i;
+
+	if (m == UPSTREAM)
+		xioctl(src->fd, KVM_GET_CLOCK, &s->clock, "KVM_GET_CLOCK");
+	for (i = 0; i < src->nr_vcpus; i++) {
+		if (i)
+			sleep_ms(o->save_stagger_ms);
+		switch (m) {
+		case LEGACY:
+			s->msrs[i].hdr.nmsrs = 2;
+			s->msrs[i].e[0].index = MSR_IA32_TSC;
+			s->msrs[i].e[1].index = MSR_IA32_TSC_ADJUST;
+			if (ioctl(src->vcpu_fd[i], KVM_GET_MSRS, &s->msrs[i]) != 2)
+				die("KVM_GET_MSRS: %s", strerror(errno));
+			break;
+		case UPSTREAM:
+			s->offset[i] = get_offset(src, i);
+			break;
+		case TSC_STATE:
+			xioctl(src->vcpu_fd[i], KVM_GET_TSC_STATE, &s->state[i], "KVM_GET_TSC_STATE");
+			break;
+		case RFC2020:
+			xioctl(src->fd, KVM_GET_CLOCK, &s->pair[i], "KVM_GET_CLOCK");
+			s->offset[i] = get_offset(src, i);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* Step CLOCK_REALTIME; the total of all steps is undone by restore_clock(). */
+static int64_t clock_stepped_ns;
+
+static void step_clock(int64_t ns)
+{
+	uint64_t t = now_ns(CLOCK_REALTIME) + ns;
+	struct timespec ts = { t / 1000000000ull, t % 1000000000ull };
+
+	if (clock_settime(CLOCK_REALTIME, &ts))
+		die("clock_settime: %s (stepping the clock needs root)", strerror(errno));
+	clock_stepped_ns += ns;
+}
+
+static void restore_clock(void)
+{
+	if (clock_stepped_ns)
+		step_clock(-clock_stepped_ns);
+}
+
+static void restore(enum method m, struct vm *dst, struct saved *s, const struct options *o)
+{
+	struct kvm_clock_data dst_clock = { 0 };
+	int i;
+
+	if (m == UPSTREAM) {
+		/* Steps 4 and 5 of the vcpu.rst recipe: kvmclock, then the pair. */
+		struct kvm_clock_data set = {
+			.clock = s->clock.clock,
+			.realtime = s->clock.realtime,
+			.flags = KVM_CLOCK_REALTIME,
+		};
+
+		if (!(s->clock.flags & KVM_CLOCK_REALTIME) || !(s->clock.flags & KVM_CLOCK_HOST_TSC))
+			die("upstream: KVM_GET_CLOCK on the source gave no (realtime, host TSC) pair");
+		xioctl(dst->fd, KVM_SET_CLOCK, &set, "KVM_SET_CLOCK");
+		xioctl(dst->fd, KVM_GET_CLOCK, &dst_clock, "KVM_GET_CLOCK");
+		if (!(dst_clock.flags & KVM_CLOCK_HOST_TSC))
+			die("upstream: KVM_GET_CLOCK on the destination gave no host TSC");
+	}
+	for (i = 0; i < dst->nr_vcpus; i++) {
+		if (i)
+			sleep_ms(o->restore_stagger_ms);
+		if (i == 1 && o->clock_step_ms)
+			step_clock(o->clock_step_ms * 1000000);
+		switch (m) {
+		case LEGACY:
+			if (ioctl(dst->vcpu_fd[i], KVM_SET_MSRS, &s->msrs[i]) != 2)
+				die("KVM_SET_MSRS: %s", strerror(errno));
+			break;
+		case UPSTREAM: {
+			/* Step 6: ofs_dst = ofs_src - (guest_src - guest_dest) * freq + (tsc_src - tsc_dest) */
+			int64_t dt = (int64_t)(dst_clock.clock - s->clock.clock);
+			int64_t cycles = (int64_t)((__int128)dt * tsc_khz / 1000000);
+
+			set_offset(dst, i, s->offset[i] + cycles + (s->clock.host_tsc - dst_clock.host_tsc));
+			break;
+		}
+		case TSC_STATE:
+			xioctl(dst->vcpu_fd[i], KVM_SET_TSC_STATE, &s->state[i], "KVM_SET_TSC_STATE");
+			break;
+		case RFC2020: {
+			/* tsc = saved TSC + cycles(now - then), each vCPU on its own clock read. */
+			struct kvm_clock_data now;
+			int64_t dt, cycles;
+			uint64_t tsc;
+
+			xioctl(dst->fd, KVM_GET_CLOCK, &now, "KVM_GET_CLOCK");
+			if (!(now.flags & KVM_CLOCK_HOST_TSC) || !(s->pair[i].flags & KVM_CLOCK_HOST_TSC))
+				die("rfc2020: KVM_GET_CLOCK gave no (realtime, host TSC) pair");
+			dt = (int64_t)(now.realtime - s->pair[i].realtime);
+			cycles = (int64_t)((__int128)dt * tsc_khz / 1000000);
+			tsc = s->offset[i] + s->pair[i].host_tsc + cycles;
+			set_offset(dst, i, tsc - now.host_tsc);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	restore_clock();
+}
+
+static double elapsed_us(uint64_t start)
+{
+	return (now_ns(CLOCK_MONOTONIC) - start) / 1000.0;
+}
+
+static void run_method(enum method m, const struct options *o, struct result *r)
+{
+	static struct saved s;
+	uint64_t src_offset, t, min = UINT64_MAX, max = 0, last = 0;
+	struct vm src, dst;
+	struct kvm_clock_data clock;
+	int i, round;
+
+	memset(r, 0, sizeof(*r));
+	memset(&s, 0, sizeof(s));
+	create_vm(&src, o->nr_vcpus, m == TSC_STATE);
+	for (i = 0; i < o->nr_vcpus; i++)
+		guest_read_tsc(&src, i);		/* the source runs */
+	src_offset = get_offset(&src, 0);
+
+	t = now_ns(CLOCK_MONOTONIC);
+	save(m, &src, &s, o);
+	r->save_us = (elapsed_us(t) - 1000.0 * o->save_stagger_ms * (o->nr_vcpus - 1)) /
+		     o->nr_vcpus;
+
+	sleep_ms(o->downtime_ms);
+
+	create_vm(&dst, o->nr_vcpus, m == TSC_STATE);
+	if (m == RFC2020) {
+		/* KVM_GET_CLOCK gives the pair only with the master clock on. */
+		for (i = 0; i < o->nr_vcpus; i++)
+			guest_read_tsc(&dst, i);
+	}
+	t = now_ns(CLOCK_MONOTONIC);
+	restore(m, &dst, &s, o);
+	r->restore_us = (elapsed_us(t) - 1000.0 * o->restore_stagger_ms * (o->nr_vcpus - 1)) /
+			o->nr_vcpus;
+
+	for (i = 0; i < o->nr_vcpus; i++) {
+		uint64_t off = get_offset(&dst, i);
+
+		min = off < min ? off : min;
+		max = off > max ? off : max;
+	}
+	r->skew = (int64_t)(max - min);
+	/* Same host TSC: the source's offset is the ideal one. */
+	r->error = (int64_t)(get_offset(&dst, 0) - src_offset);
+
+	/* Resume: round-robin reads; a read below an earlier one is a violation. */
+	for (round = 0; round < o->rounds; round++) {
+		for (i = 0; i < o->nr_vcpus; i++) {
+			t = guest_read_tsc(&dst, i);
+			if (t < last)
+				r->violations++;
+			last = t > last ? t : last;
+		}
+	}
+	xioctl(dst.fd, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK");
+	r->tsc_stable = clock.flags & KVM_CLOCK_TSC_STABLE;
+	r->ran = true;
+	destroy_vm(&dst);
+	destroy_vm(&src);
+}
+
+static void print_results(const struct options *o, struct result *res)
+{
+	double legacy_save = res[LEGACY].ran ? res[LEGACY].save_us : 0;
+	double legacy_restore = res[LEGACY].ran ? res[LEGACY].restore_us : 0;
+	int m;
+
+	if (o->csv) {
+		printf("csv:method,vcpus,downtime_ms,save_stagger_ms,restore_stagger_ms,clock_step_ms,skew_cycles,error_us,tsc_stable,violations,save_us,restore_us\n");
+		for (m = 0; m < NR_METHODS; m++) {
+			if (!res[m].ran)
+				continue;
+			printf("csv:%s,%d,%ld,%ld,%ld,%ld,%" PRId64 ",%.3f,%d,%d,%.2f,%.2f\n",
+			       method_names[m], o->nr_vcpus, o->downtime_ms, o->save_stagger_ms,
+			       o->restore_stagger_ms, o->clock_step_ms, res[m].skew, res[m].error * 1000.0 / tsc_khz,
+			       res[m].tsc_stable, res[m].violations, res[m].save_us, res[m].restore_us);
+		}
+		return;
+	}
+	printf("%d vCPUs, downtime %ld ms, %ld ms between per-vCPU saves, %ld ms between restores,\n"
+	       "CLOCK_REALTIME step %ld ms between the first two restores, guest TSC %u kHz\n\n",
+	       o->nr_vcpus, o->downtime_ms, o->save_stagger_ms, o->restore_stagger_ms,
+	       o->clock_step_ms, tsc_khz);
+	printf("%-10s %14s %14s %11s %11s %15s %15s\n", "method", "max skew", "TSC error",
+	       "TSC_STABLE", "backwards", "save/vCPU", "restore/vCPU");
+	printf("%-10s %14s %14s %11s %11s %15s %15s\n", "", "(cycles)", "(us)",
+	       "", "reads", "(us, x legacy)", "(us, x legacy)");
+	for (m = 0; m < NR_METHODS; m++) {
+		char save[32], rest[32];
+		double err_us;
+
+		if (!o->methods[m])
+			continue;
+		if (!res[m].ran) {
+			printf("%-10s skipped: %s\n", method_names[m], res[m].skipped);
+			continue;
+		}
+		snprintf(save, sizeof(save), "%.1f x%.1f", res[m].save_us,
+			 legacy_save > 0 ? res[m].save_us / legacy_save : 0.0);
+		snprintf(rest, sizeof(rest), "%.1f x%.1f", res[m].restore_us,
+			 legacy_restore > 0 ? res[m].restore_us / legacy_restore : 0.0);
+		err_us = res[m].error * 1000.0 / tsc_khz;
+		printf("%-10s %14" PRId64 " %14.1f %11s %11d %15s %15s\n", method_names[m],
+		       res[m].skew, (err_us < 0.05 && err_us > -0.05) ? 0.0 : err_us,
+		       res[m].tsc_stable ? "yes" : "no", res[m].violations, save, rest);
+	}
+	printf("\nmax skew: spread of the destination vCPUs' TSC offsets (0: in phase);\n"
+	       "TSC error: destination TSC minus the ideal (saved TSC + downtime);\n"
+	       "backwards reads: guest TSC reads lower than an earlier read on another vCPU.\n");
+}
+
+static void usage(void)
+{
+	printf("usage: tsc_migrate [options]\n"
+	       "  -m, --method M      legacy, upstream, tsc-state, all (those three: the\n"
+	       "                      default) or rfc2020 (a model of the 2020 RFC); repeatable\n"
+	       "  -n, --vcpus N       vCPUs (1-%d, default 4)\n"
+	       "  -d, --downtime MS   pause between save and restore (default 500)\n"
+	       "  -s, --stagger MS    delay between per-vCPU calls (default 100)\n"
+	       "  -S, --save-stagger MS, -R, --restore-stagger MS\n"
+	       "                      the same, for saves or restores only\n"
+	       "  -c, --clock-step MS step CLOCK_REALTIME by MS between the first two\n"
+	       "                      restores, and back afterwards (needs root; default 0)\n"
+	       "  -r, --rounds N      round-robin TSC reads after resume (default 100)\n"
+	       "  -q, --quick         2 vCPUs, 100 ms downtime, 10 ms stagger, 20 rounds\n"
+	       "      --csv           CSV output\n"
+	       "      --check         exit 1 unless tsc-state ends with 0-cycle skew,\n"
+	       "                      TSC_STABLE and no backwards reads\n",
+	       MAX_VCPUS);
+}
+
+static long parse_num(const char *s, const char *what, long lo, long hi)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || end == s || v < lo || v > hi)
+		usage_error("%s must be a number from %ld to %ld, not '%s'", what, lo, hi, s);
+	return v;
+}
+
+static void parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "method", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ "downtime", required_argument, NULL, 'd' },
+		{ "stagger", required_argument, NULL, 's' },
+		{ "save-stagger", required_argument, NULL, 'S' },
+		{ "restore-stagger", required_argument, NULL, 'R' },
+		{ "clock-step", required_argument, NULL, 'c' },
+		{ "rounds", required_argument, NULL, 'r' },
+		{ "quick", no_argument, NULL, 'q' },
+		{ "csv", no_argument, NULL, 'C' },
+		{ "check", no_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	bool any_method = false;
+	int c, m;
+
+	*o = (struct options) {
+		.nr_vcpus = 4, .downtime_ms = 500, .rounds = 100,
+		.save_stagger_ms = 100, .restore_stagger_ms = 100,
+	};
+	while ((c = getopt_long(argc, argv, "m:n:d:s:S:R:c:r:qh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			any_method = true;
+			if (!strcmp(optarg, "all")) {
+				for (m = 0; m < RFC2020; m++)
+					o->methods[m] = true;
+				break;
+			}
+			for (m = 0; m < NR_METHODS; m++)
+				if (!strcmp(optarg, method_names[m]))
+					break;
+			if (m == NR_METHODS)
+				usage_error("unknown method '%s' (legacy, upstream, tsc-state, all, rfc2020)",
+					    optarg);
+			o->methods[m] = true;
+			break;
+		case 'n':
+			o->nr_vcpus = parse_num(optarg, "--vcpus", 1, MAX_VCPUS);
+			break;
+		case 'd':
+			o->downtime_ms = parse_num(optarg, "--downtime", 0, 3600000);
+			break;
+		case 's':
+			o->save_stagger_ms = parse_num(optarg, "--stagger", 0, 60000);
+			o->restore_stagger_ms = o->save_stagger_ms;
+			break;
+		case 'S':
+			o->save_stagger_ms = parse_num(optarg, "--save-stagger", 0, 60000);
+			break;
+		case 'R':
+			o->restore_stagger_ms = parse_num(optarg, "--restore-stagger", 0, 60000);
+			break;
+		case 'c':
+			o->clock_step_ms = parse_num(optarg, "--clock-step", -3600000, 3600000);
+			break;
+		case 'r':
+			o->rounds = parse_num(optarg, "--rounds", 0, 1000000);
+			break;
+		case 'q':
+			o->nr_vcpus = 2;
+			o->downtime_ms = 100;
+			o->save_stagger_ms = 10;
+			o->restore_stagger_ms = 10;
+			o->rounds = 20;
+			break;
+		case 'C':
+			o->csv = true;
+			break;
+		case 'K':
+			o->check = true;
+			break;
+		case 'h':
+			usage();
+			exit(0);
+		default:
+			usage_error("bad option");
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	if (!any_method)
+		for (m = 0; m < RFC2020; m++)
+			o->methods[m] = true;
+}
+
+int main(int argc, char **argv)
+{
+	struct result res[NR_METHODS] = { 0 };
+	struct options o;
+	struct vm probe;
+	int m, cap;
+
+	parse_options(argc, argv, &o);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0)
+		die("/dev/kvm: %s", strerror(errno));
+	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (run_size <= 0)
+		die("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	create_vm(&probe, 1, false);
+	tsc_khz = ioctl(probe.vcpu_fd[0], KVM_GET_TSC_KHZ, 0);
+	destroy_vm(&probe);
+	if ((int)tsc_khz <= 0)
+		die("KVM_GET_TSC_KHZ: no guest TSC frequency");
+
+	cap = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRECISE_TSC);
+	if (cap <= 0)
+		res[TSC_STATE].skipped = "this kernel has no KVM_CAP_PRECISE_TSC";
+	else if (!(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2) &
+		   KVM_X86_QUIRK_TSC_HOST_ACCESS))
+		res[TSC_STATE].skipped = "this kernel has no KVM_X86_QUIRK_TSC_HOST_ACCESS";
+
+	for (m = 0; m < NR_METHODS; m++) {
+		if (!o.methods[m] || res[m].skipped)
+			continue;
+		run_method(m, &o, &res[m]);
+	}
+	print_results(&o, res);
+
+	if (o.check) {
+		const struct result *r = &res[TSC_STATE];
+
+		if (!r->ran)
+			die("--check: tsc-state did not run: %s", r->skipped ? r->skipped : "not selected");
+		if (r->skew || !r->tsc_stable || r->violations) {
+			fprintf(stderr, "tsc_migrate: --check failed: tsc-state skew %" PRId64
+				" cycles, TSC_STABLE %s, %d backwards reads\n",
+				r->skew, r->tsc_stable ? "yes" : "no", r->violations);
+			return 1;
+		}
+		printf("check: tsc-state skew 0 cycles, TSC_STABLE, no backwards reads\n");
+	}
+	return 0;
+}

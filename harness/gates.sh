@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Quality gates of the series: what a KVM maintainer or a distro kernel
+# builder checks before reading a line of it.
+set -euo pipefail
+SCRIPT_NAME=gates
+. "$(dirname "$0")/lib.sh"
+
+ALL_GATES=(tools checkpatch cover apply bisect sparse i386 uapi htmldocs maintainers)
+
+usage() {
+	cat <<USAGE
+usage: $0 [GATE...]
+
+Runs the named gates (default: all, in this order) on the series in
+PATCH_DIR ($PATCH_DIR) against the recorded base, in a git worktree of
+the work tree at GATES_DIR/tree, and prints one line per gate with its
+time, then "gates: N passed, N failed".
+
+  tools        no patch edits the tools/ copies of the uAPI headers or .gitignore
+  checkpatch   scripts/checkpatch.pl --strict: no error; every warning or
+               check left is quoted in the cover letter
+  cover        the cover letter has the problem, design, testing, what was not
+               tested, the base and its sha256, and every patch's subject
+  apply        git am of every patch in series order onto the base, no fuzz,
+               no whitespace error
+  bisect       every prefix builds arch/x86/kvm/ with KVM=y KVM_AMD=m
+               KVM_INTEL=m KVM_WERROR=y W=1 (no warning the base lacks)
+  sparse       make C=2 arch/x86/kvm/x86.o: no sparse warning the base lacks
+  i386         a 32-bit kernel with KVM (KVM_WERROR=y) still builds arch/x86/kvm/
+  uapi         the installed headers compile as C and C++ with -m32 and -m64,
+               and struct kvm_tsc_state has one layout on both
+  htmldocs     make htmldocs SPHINXDIRS=virt: no warning from a file the
+               series touches
+  maintainers  scripts/get_maintainer.pl names a KVM entry for every file touched
+
+apply runs first whenever bisect, sparse, i386, uapi, htmldocs or
+maintainers is asked for.  Environment: GATES_DIR (default
+BUILD_DIR/gates), COVER_LETTER (default PATCH_DIR/0000-cover-letter.patch),
+UAPI_INCLUDE (test the uapi gate on these installed headers instead).
+USAGE
+}
+
+GATES_DIR=${GATES_DIR:-$BUILD_DIR/gates}
+GTREE=$GATES_DIR/tree
+COVER_LETTER=${COVER_LETTER:-$PATCH_DIR/0000-cover-letter.patch}
+GLOG=$GATES_DIR/logs
+BISECT_OUT=$GATES_DIR/kbuild-x86_64
+I386_OUT=$GATES_DIR/kbuild-i386
+PREFIXES=()	# commit of each prefix of the series, filled by gate_apply
+
+fail() {
+	log "FAIL: $*"
+	return 1
+}
+
+series_files() {
+	local name
+	while read -r name; do
+		case "$name" in ''|'#'*) continue ;; esac
+		echo "$PATCH_DIR/$name"
+	done <"$PATCH_DIR/series"
+}
+
+# Files a patch touches, from its diff headers.
+touched_files() {
+	sed -n 's|^+++ b/||p; s|^--- a/||p' "$@" | grep -v '^/dev/null' | sort -u
+}
+
+gtree() {
+	git -C "$GTREE" "$@"
+}
+
+prepare_worktree() {
+	mkdir -p "$GATES_DIR" "$GLOG"
+	[ -d "$TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" apply
+	if [ ! -e "$GTREE/.git" ]; then
+		rm -rf "$GTREE"
+		git -C "$TREE_DIR" worktree prune
+		run git -C "$TREE_DIR" worktree add -q --detach "$GTREE" base >&2
+	fi
+	gtree am --abort >/dev/null 2>&1 || true
+	gtree checkout -q --detach -f base
+	gtree clean -q -f -d
+}
+
+gate_tools() {
+	local bad
+	bad=$(touched_files $(series_files) |
+		grep -E '^(tools/include/uapi/|tools/arch/[^/]*/include/uapi/|\.gitignore$|.*/\.gitignore$)' || true)
+	log "checked $(series_files | wc -l) patches for edits of tools/ uAPI copies and .gitignore"
+	[ -z "$bad" ] || fail "the series edits: $(echo "$bad" | tr '\n' ' ')(edit include/uapi and arch/x86/include/uapi only)"
+}
+
+gate_checkpatch() {
+	local p out status=0 msg cover
+	cover=$(tr -s ' \n' '  ' <"$COVER_LETTER" 2>/dev/null || true)
+	for p in $(series_files); do
+		# From inside the base tree, on stdin: checkpatch's own file mode
+		# misfires on a path inside another git repository.
+		out=$(cd "$TREE_DIR" && scripts/checkpatch.pl --strict --show-types --no-summary - <"$p" 2>&1 || true)
+		if grep -q '^ERROR:' <<<"$out"; then
+			grep -A3 '^ERROR:' <<<"$out" | sed 's/^/  /' >&2
+			fail "checkpatch errors in $(basename "$p")" || status=1
+		fi
+		while IFS= read -r msg; do
+			[ -n "$msg" ] || continue
+			if ! grep -qF -- "$msg" <<<"$cover"; then
+				fail "$(basename "$p"): '$msg' is not justified in the cover letter" || status=1
+			fi
+		done < <(sed -n 's/^\(WARNING\|CHECK\):[A-Z_]*: \(.*\)$/\2/p' <<<"$out" | sed 's/ *$//' | sort -u)
+		log "checkpatch --strict: $(basename "$p"): $(grep -cE '^(ERROR|WARNING|CHECK):' <<<"$out" || true) reports"
+	done
+	return "$status"
+}
+
+gate_cover() {
+	local c=$COVER_LETTER status=0 section p subject
+	[ -f "$c" ] || fail "no cover letter $c"
+	for section in "Subject: \[PATCH 0/" "Testing" "Not tested" "Intel VMX" \
+		"$BASE_VERSION" "$BASE_SHA256" "files changed"; do
+		grep -q -- "$section" "$c" || fail "cover letter lacks '$section'" || status=1
+	done
+	for p in $(series_files); do
+		subject=$(sed -n 's/^Subject: \[PATCH[^]]*\] //p' "$p" | head -n 1)
+		grep -qF -- "$subject" "$c" || fail "cover letter lacks the shortlog line '$subject'" || status=1
+	done
+	log "checked the cover letter's sections, base, sha256 and shortlog"
+	return "$status"
+}
+
+gate_apply() {
+	local p
+	PREFIXES=()
+	prepare_worktree
+	for p in $(series_files); do
+		if ! gtree am -q --whitespace=error-all "$p" >"$GLOG/am.log" 2>&1; then
+			sed 's/^/  /' "$GLOG/am.log" >&2
+			gtree am --abort >/dev/null 2>&1 || true
+			fail "$(basename "$p") does not apply to the base with git am"
+			return 1
+		fi
+		PREFIXES+=("$(gtree rev-parse HEAD)")
+	done
+	log "git am: ${#PREFIXES[@]} patches applied to $BASE_PACKAGE $BASE_VERSION"
+}
+
+# build_kvm OUT ARCH LOG [MAKE_ARGS...]: build the arch/x86/kvm/ objects of
+# the worktree's checkout.  W=1 warnings in arch/x86/kvm/ go to LOG.warnings.
+build_kvm() {
+	local out=$1 arch=$2 logfile=$3
+	shift 3
+	: >"$logfile"
+	run_logged "$logfile" make -C "$GTREE" O="$out" ARCH="$arch" -j"$JOBS" "$@" arch/x86/kvm/ ||
+		return 1
+	grep -E '^[^ ]*arch/x86/kvm/[^ ]*: warning:' "$logfile" |
+		sed -E 's/:[0-9]+:[0-9]+:/:/' | sort -u >"$logfile.warnings" || true
+}
+
+ensure_prefixes() {
+	[ "${#PREFIXES[@]}" -gt 0 ] || gate_apply
+}
+
+gate_bisect() {
+	ensure_prefixes || return 1
+	local i status=0 new
+	gtree checkout -q --detach base
+	make_config "$GTREE" "$BISECT_OUT" x86_64 "$GLOG/config-x86_64.log" \
+		"$HARNESS_DIR/config/kvm-test.config" "$HARNESS_DIR/config/bisect.config"
+	build_kvm "$BISECT_OUT" x86_64 "$GLOG/bisect-base.log" W=1 ||
+		{ fail "the base does not build arch/x86/kvm/ (see $GLOG/bisect-base.log)"; return 1; }
+	for i in "${!PREFIXES[@]}"; do
+		gtree checkout -q --detach "${PREFIXES[$i]}"
+		if ! build_kvm "$BISECT_OUT" x86_64 "$GLOG/bisect-$((i + 1)).log" W=1; then
+			fail "patches 1-$((i + 1)) do not build (last: $(gtree log -1 --format=%s); see $GLOG/bisect-$((i + 1)).log)" || status=1
+			break
+		fi
+		new=$(comm -13 "$GLOG/bisect-base.log.warnings" "$GLOG/bisect-$((i + 1)).log.warnings")
+		if [ -n "$new" ]; then
+			echo "$new" | sed 's/^/  /' >&2
+			fail "patches 1-$((i + 1)) add W=1 warnings in arch/x86/kvm/" || status=1
+		fi
+		log "prefix $((i + 1))/${#PREFIXES[@]} builds: $(gtree log -1 --format=%s)"
+	done
+	return "$status"
+}
+
+# sparse_x86 LOG: sparse on arch/x86/kvm/x86.c of the worktree's checkout.
+sparse_x86() {
+	: >"$1"
+	run_logged "$1" make -C "$GTREE" O="$BISECT_OUT" ARCH=x86_64 -j"$JOBS" C=2 \
+		arch/x86/kvm/x86.o || return 1
+	grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error):' "$1" |
+		sed -E 's/:[0-9]+:[0-9]+:/:/' | sort -u >"$1.reports" || true
+}
+
+gate_sparse() {
+	ensure_prefixes || return 1
+	command -v sparse >/dev/null || fail "sparse is not installed" || return 1
+	[ -f "$BISECT_OUT/.config" ] || gate_bisect >/dev/null || return 1
+	gtree checkout -q --detach base
+	sparse_x86 "$GLOG/sparse-base.log" || fail "sparse run on the base failed" || return 1
+	gtree checkout -q --detach "${PREFIXES[-1]}"
+	sparse_x86 "$GLOG/sparse-series.log" || fail "sparse run on the series failed" || return 1
+	local new
+	new=$(comm -13 "$GLOG/sparse-base.log.reports" "$GLOG/sparse-series.log.reports")
+	log "sparse: $(wc -l <"$GLOG/sparse-base.log.reports") reports on the base, $(wc -l <"$GLOG/sparse-series.log.reports") with the series"
+	[ -z "$new" ] || { echo "$new" | sed 's/^/  /' >&2; fail "sparse reports the base does not have"; }
+}
+
+gate_i386() {
+	ensure_prefixes || return 1
+	gtree checkout -q --detach "${PREFIXES[-1]}"
+	make_config "$GTREE" "$I386_OUT" i386 "$GLOG/config-i386.log" "$HARNESS_DIR/config/i386.config"
+	build_kvm "$I386_OUT" i386 "$GLOG/i386.log" ||
+		{ fail "arch/x86/kvm/ does not build for i386 with the series (see $GLOG/i386.log)"; return 1; }
+	log "i386: arch/x86/kvm/ builds with KVM_WERROR=y"
+}
+
+UAPI_LAYOUT_PROG='#include <stdio.h>
+#include <stddef.h>
+#include <linux/kvm.h>
+#define M(f) printf("%s %zu %zu\n", #f, offsetof(struct kvm_tsc_state, f), \
+		    sizeof(((struct kvm_tsc_state *)0)->f))
+int main(void)
+{
+	printf("size %zu\n", sizeof(struct kvm_tsc_state));
+	M(flags); M(pad); M(nsec); M(tsc); M(tsc_adjust); M(reserved);
+	return 0;
+}'
+
+# uapi_check INCLUDE_DIR: the headers compile, the layout is the same.
+uapi_check() {
+	local inc=$1 d=$GATES_DIR/uapi bits lang status=0
+	mkdir -p "$d"
+	printf '#include <linux/kvm.h>\n#include <asm/kvm.h>\nint kvm_uapi_dummy;\n' >"$d/include.c"
+	for bits in 32 64; do
+		for lang in c c++; do
+			if ! gcc -x "$lang" -m"$bits" -Wall -Werror -isystem "$inc" -c \
+				-o "$d/include-$bits.o" "$d/include.c" 2>"$d/cc.log"; then
+				sed 's/^/  /' "$d/cc.log" >&2
+				fail "linux/kvm.h does not compile as $lang -m$bits" || status=1
+			fi
+		done
+		echo "$UAPI_LAYOUT_PROG" >"$d/layout.c"
+		gcc -m"$bits" -Wall -Werror -isystem "$inc" -o "$d/layout-$bits" "$d/layout.c" 2>"$d/cc.log" &&
+			"$d/layout-$bits" >"$d/layout-$bits.txt" ||
+			{ sed 's/^/  /' "$d/cc.log" >&2; fail "the layout program does not build or run with -m$bits"; return 1; }
+	done
+	[ "$status" -eq 0 ] || return 1
+	if ! diff -u "$d/layout-32.txt" "$d/layout-64.txt" >"$d/layout.diff"; then
+		sed 's/^/  /' "$d/layout.diff" >&2
+		fail "struct kvm_tsc_state differs between -m32 and -m64"
+		return 1
+	fi
+	log "uapi: C and C++, -m32 and -m64; struct kvm_tsc_state: $(head -n 1 "$d/layout-64.txt") on both"
+}
+
+gate_uapi() {
+	if [ -n "${UAPI_INCLUDE:-}" ]; then
+		uapi_check "$UAPI_INCLUDE"
+		return
+	fi
+	ensure_prefixes || return 1
+	gtree checkout -q --detach "${PREFIXES[-1]}"
+	rm -rf "$GATES_DIR/uapi-headers"
+	run_logged "$GLOG/uapi.log" make -C "$GTREE" O="$GATES_DIR/kbuild-headers" ARCH=x86_64 \
+		INSTALL_HDR_PATH="$GATES_DIR/uapi-headers" headers_install ||
+		{ fail "make headers_install failed"; return 1; }
+	uapi_check "$GATES_DIR/uapi-headers/include"
+}
+
+# htmldocs_check LOG FILES...: no Sphinx warning names one of FILES.
+htmldocs_check() {
+	local logfile=$1 f status=0
+	shift
+	: >"$logfile"
+	# -E: read every file again, so warnings of unchanged files are seen too.
+	run_logged "$logfile" make -C "$GTREE" O="$GATES_DIR/docs" SPHINXDIRS=virt SPHINXOPTS=-E htmldocs ||
+		{ fail "make htmldocs failed (see $logfile)"; return 1; }
+	for f in "$@"; do
+		case "$f" in Documentation/virt/*) ;; *) continue ;; esac
+		if grep -E "(WARNING|ERROR|CRITICAL)" "$logfile" | grep -qF "$f"; then
+			grep -E "(WARNING|ERROR|CRITICAL)" "$logfile" | grep -F "$f" | sed 's/^/  /' >&2
+			fail "Sphinx reports problems in $f" || status=1
+		fi
+	done
+	return "$status"
+}
+
+gate_htmldocs() {
+	ensure_prefixes || return 1
+	command -v sphinx-build >/dev/null || fail "sphinx-build (python3-sphinx) is not installed" || return 1
+	gtree checkout -q --detach "${PREFIXES[-1]}"
+	local files
+	files=$(touched_files $(series_files))
+	htmldocs_check "$GLOG/htmldocs.log" $files || return 1
+	log "htmldocs: no warning from $(echo "$files" | grep -c '^Documentation/virt/' || true) touched documentation files"
+}
+
+gate_maintainers() {
+	ensure_prefixes || return 1
+	gtree checkout -q --detach "${PREFIXES[-1]}"
+	local f out status=0 n=0
+	for f in $(touched_files $(series_files)); do
+		n=$((n + 1))
+		out=$(cd "$GTREE" && scripts/get_maintainer.pl --no-git --no-git-fallback -f "$f" 2>/dev/null || true)
+		grep -q "KERNEL VIRTUAL MACHINE" <<<"$out" ||
+			fail "no KVM entry in MAINTAINERS covers $f" || status=1
+	done
+	log "get_maintainer.pl: a KVM entry for each of $n touched files"
+	return "$status"
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	local gates=("$@") g start passed=0 failed=0 failed_names=() lines=()
+	[ "${#gates[@]}" -gt 0 ] || gates=("${ALL_GATES[@]}")
+	for g in "${gates[@]}"; do
+		declare -F "gate_$g" >/dev/null || die "$EXIT_USAGE" "no gate '$g' (gates: ${ALL_GATES[*]})"
+	done
+	ensure_dirs
+	mkdir -p "$GATES_DIR" "$GLOG"
+	for g in "${gates[@]}"; do
+		start=$(date +%s)
+		log "=== gate $g"
+		if "gate_$g"; then
+			passed=$((passed + 1))
+			lines+=("$(printf 'ok   %-12s %4d s' "$g" $(($(date +%s) - start)))")
+		else
+			failed=$((failed + 1))
+			failed_names+=("$g")
+			lines+=("$(printf 'FAIL %-12s %4d s' "$g" $(($(date +%s) - start)))")
+		fi
+	done
+	printf '%s\n' "${lines[@]}"
+	echo "gates: $passed passed, $failed failed${failed_names[*]:+ (${failed_names[*]})}"
+	[ "$failed" -eq 0 ] || exit "$EXIT_TESTS"
+}
+
+main "$@"

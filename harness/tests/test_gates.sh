@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Each gate of harness/gates.sh must fail on a deliberately broken input:
+# no gate is a check that cannot fail.  Builds reuse the gates' build
+# directories, so after a gates run this takes a few minutes.
+set -euo pipefail
+SCRIPT_NAME=test-gates
+. "$(dirname "$0")/../lib.sh"
+
+usage() {
+	cat <<USAGE
+usage: $0 [CASE...]
+
+Cases: ${CASES[*]}.  Each builds a broken series (or cover letter, or
+header) in a scratch directory, runs the gate on it and expects it to
+fail, naming the gate.  Prints "ok"/"not ok" per case and a total.
+USAGE
+}
+
+CASES=(tools checkpatch cover apply bisect sparse i386 uapi htmldocs maintainers)
+GATES=$HARNESS_DIR/gates.sh
+GATES_DIR=${GATES_DIR:-$BUILD_DIR/gates}
+SCRATCH=$GATES_DIR/selftest
+GTREE=$GATES_DIR/tree
+export GATES_DIR
+
+# make_patch NAME FILE CONTENT_CMD: a patch, made in the gates worktree on
+# top of the base, that lets CONTENT_CMD change FILE.
+make_patch() {
+	local name=$1 file=$2
+	shift 2
+	git -C "$GTREE" checkout -q --detach -f base
+	(cd "$GTREE" && "$@" "$file")
+	git -C "$GTREE" add -f "$file"
+	git -C "$GTREE" -c user.name=gate-test -c user.email=gate@test commit -q -s \
+		-m "KVM: x86: Gate self-test: $name" -m "Deliberately broken input for the $name gate."
+	git -C "$GTREE" format-patch -q --stdout -1 >"$SCRATCH/$name.patch"
+	git -C "$GTREE" checkout -q --detach -f base
+}
+
+# series DIR PATCH...: a patch directory with a series file, and the real
+# cover letter.
+series() {
+	local dir=$1 p
+	shift
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	for p in "$@"; do
+		cp "$p" "$dir/"
+		basename "$p" >>"$dir/series"
+	done
+	cp "$PATCH_DIR/0000-cover-letter.patch" "$dir/" 2>/dev/null || true
+}
+
+append_to() {	# append_to TEXT FILE
+	printf '%s\n' "$1" >>"$2"
+}
+
+new_file() {	# new_file TEXT FILE
+	printf '%s\n' "$1" >"$2"
+}
+
+# expect_fail GATE [ENV=VALUE...]: the gate must fail and say so.
+expect_fail() {
+	local gate=$1 out status=0
+	shift
+	out=$(env "$@" "$GATES" "$gate" 2>&1) || status=$?
+	echo "$out" >"$SCRATCH/$gate.out"
+	if [ "$status" -ne 0 ] && grep -q "^FAIL $gate " <<<"$out"; then
+		return 0
+	fi
+	log "gate $gate did not fail (status $status); output in $SCRATCH/$gate.out"
+	return 1
+}
+
+case_tools() {
+	cat >"$SCRATCH/tools.patch" <<'EOF'
+Subject: [PATCH] tools: Edit the copy of kvm.h
+
+---
+diff --git a/tools/include/uapi/linux/kvm.h b/tools/include/uapi/linux/kvm.h
+--- a/tools/include/uapi/linux/kvm.h
++++ b/tools/include/uapi/linux/kvm.h
+@@ -1,1 +1,1 @@
+-x
++y
+EOF
+	series "$SCRATCH/tools" "$SCRATCH/tools.patch"
+	expect_fail tools PATCH_DIR="$SCRATCH/tools"
+}
+
+case_checkpatch() {
+	make_patch checkpatch arch/x86/kvm/gate_test.c \
+		new_file "$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test = 1; ')"
+	series "$SCRATCH/checkpatch" "$SCRATCH/checkpatch.patch"
+	expect_fail checkpatch PATCH_DIR="$SCRATCH/checkpatch"
+}
+
+case_cover() {
+	grep -v "Not tested" "$PATCH_DIR/0000-cover-letter.patch" >"$SCRATCH/cover.patch"
+	expect_fail cover COVER_LETTER="$SCRATCH/cover.patch"
+}
+
+case_apply() {
+	# Trailing whitespace: git am --whitespace=error-all refuses it.
+	make_patch apply arch/x86/kvm/gate_test.c \
+		new_file "$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test = 1; \t')"
+	series "$SCRATCH/apply" "$SCRATCH/apply.patch"
+	expect_fail apply PATCH_DIR="$SCRATCH/apply"
+}
+
+case_bisect() {
+	# Patch 1 breaks the build, patch 2 mends it: only the prefix fails.
+	make_patch bisect-1 arch/x86/kvm/x86.c append_to "static int gate_test_broken = ;"
+	git -C "$GTREE" am -q "$SCRATCH/bisect-1.patch"
+	git -C "$GTREE" checkout -q base -- arch/x86/kvm/x86.c
+	git -C "$GTREE" -c user.name=gate-test -c user.email=gate@test commit -q -s -a \
+		-m "KVM: x86: Gate self-test: mend the build"
+	git -C "$GTREE" format-patch -q --stdout -1 >"$SCRATCH/bisect-2.patch"
+	git -C "$GTREE" checkout -q --detach -f base
+	series "$SCRATCH/bisect" "$SCRATCH/bisect-1.patch" "$SCRATCH/bisect-2.patch"
+	expect_fail bisect PATCH_DIR="$SCRATCH/bisect" &&
+		grep -q "patches 1-1 do not build" "$SCRATCH/bisect.out"
+}
+
+case_sparse() {
+	make_patch sparse arch/x86/kvm/x86.c append_to \
+		"static int __maybe_unused gate_test_sparse(void __user *p) { return *(int *)p; }"
+	series "$SCRATCH/sparse" "$SCRATCH/sparse.patch"
+	expect_fail sparse PATCH_DIR="$SCRATCH/sparse"
+}
+
+case_i386() {
+	# x86_64-only code used outside CONFIG_X86_64.
+	make_patch i386 arch/x86/kvm/x86.c append_to \
+		"static bool __maybe_unused gate_test_i386(void) { struct timespec64 ts; u64 t; return kvm_get_walltime_and_clockread(&ts, &t); }"
+	series "$SCRATCH/i386" "$SCRATCH/i386.patch"
+	expect_fail i386 PATCH_DIR="$SCRATCH/i386"
+}
+
+case_uapi() {
+	# The installed headers, with a hidden hole in struct kvm_tsc_state.
+	local inc=$SCRATCH/uapi-include
+	[ -d "$GATES_DIR/uapi-headers/include" ] || "$GATES" uapi >/dev/null 2>&1 || true
+	rm -rf "$inc"
+	cp -r "$GATES_DIR/uapi-headers/include" "$inc"
+	# The 2020 layout: no explicit padding after flags (pad moves to the end).
+	sed -i '/^struct kvm_tsc_state {/,/^};/ { /__u32 pad;/d; s/__u64 reserved\[4\];/&\n\t__u32 pad;/ }' \
+		"$inc/linux/kvm.h"
+	sed -n '/^struct kvm_tsc_state {/,/^};/p' "$inc/linux/kvm.h" | grep -q 'reserved.*' ||
+		{ log "could not plant the hole"; return 1; }
+	expect_fail uapi UAPI_INCLUDE="$inc"
+}
+
+case_htmldocs() {
+	# The first patch alone: api.rst still has the base's malformed table.
+	series "$SCRATCH/htmldocs" "$PATCH_DIR/$(head -n 1 "$PATCH_DIR/series")"
+	expect_fail htmldocs PATCH_DIR="$SCRATCH/htmldocs"
+}
+
+case_maintainers() {
+	make_patch maintainers lib/gate_test_unowned.c \
+		new_file "$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test;')"
+	series "$SCRATCH/maintainers" "$SCRATCH/maintainers.patch"
+	expect_fail maintainers PATCH_DIR="$SCRATCH/maintainers"
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	local cases=("$@") c passed=0 failed=0 start
+	[ "${#cases[@]}" -gt 0 ] || cases=("${CASES[@]}")
+	mkdir -p "$SCRATCH"
+	# The worktree and base build must exist: the gates create them.
+	[ -e "$GTREE/.git" ] || "$GATES" apply >/dev/null
+	for c in "${cases[@]}"; do
+		start=$(date +%s)
+		if "case_$c"; then
+			echo "ok gate-fails/$c ($(($(date +%s) - start)) s)"
+			passed=$((passed + 1))
+		else
+			echo "not ok gate-fails/$c"
+			failed=$((failed + 1))
+		fi
+	done
+	git -C "$GTREE" checkout -q --detach -f base
+	echo "gate self-tests: $passed passed, $failed failed"
+	[ "$failed" -eq 0 ]
+}
+
+main "$@"
