@@ -6,13 +6,14 @@ BUILD_DIR ?= $(CURDIR)/build
 export BUILD_DIR
 H := $(CURDIR)/harness
 
-.PHONY: help check check-tree demo regress baseline deps tree export \
+.PHONY: help check check-tree demo bench regress baseline deps tree export \
 	kernel selftests test-parser gates test-gates clean
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply patches/,"
 	@echo "                 build, boot under QEMU, TSC selftests, summary"
-	@echo "make demo        the main job: boot the patched kernel and show the TSC state test"
+	@echo "make demo        the main job: migrate a 4-vCPU guest's TSC three ways, table of results"
+	@echo "make bench       sweep vCPUs, downtime, stagger, clock steps: CSV and PNG plots"
 	@echo "make regress     whole x86 KVM selftest suite against harness/baseline/"
 	@echo "make baseline    re-measure that baseline on the unpatched base"
 	@echo "make check-tree  like check, but test the work tree as it is (no git am, no gates)"
@@ -36,6 +37,9 @@ test-gates:
 
 demo:
 	$(H)/demo.sh
+
+bench:
+	$(H)/bench.sh
 
 regress:
 	$(H)/regress.sh run

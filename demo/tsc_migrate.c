@@ -84,28 +84,30 @@ static int kvm_fd;
 static int run_size;
 static uint32_t tsc_khz;
 
-static void die(const char *fmt, ...)
+/* One line on stderr, then exit: 1 for runtime errors, 2 for usage errors. */
+static void __attribute__((noreturn, format(printf, 3, 0)))
+vexit(int status, const char *suffix, const char *fmt, va_list ap)
 {
-	va_list ap;
-
-	va_start(ap, fmt);
 	fprintf(stderr, "tsc_migrate: ");
 	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
+	fprintf(stderr, "%s\n", suffix);
+	exit(status);
 }
 
-static void usage_error(const char *fmt, ...)
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	fprintf(stderr, "tsc_migrate: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, " (see --help)\n");
-	va_end(ap);
-	exit(2);
+	vexit(1, "", fmt, ap);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vexit(2, " (see --help)", fmt, ap);
 }
 
 static int xioctl(int fd, unsigned long req, void *arg, const char *what)

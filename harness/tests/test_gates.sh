@@ -60,6 +60,14 @@ new_file() {	# new_file TEXT FILE
 	printf '%s\n' "$1" >"$2"
 }
 
+# broken_patch GATE FILE CMD TEXT: one patch in which CMD (new_file or
+# append_to) puts TEXT into FILE; the gate must fail on it.
+broken_patch() {
+	make_patch "$1" "$2" "$3" "$4"
+	series "$SCRATCH/$1" "$SCRATCH/$1.patch"
+	expect_fail "$1" PATCH_DIR="$SCRATCH/$1"
+}
+
 # expect_fail GATE [ENV=VALUE...]: the gate must fail and say so.
 expect_fail() {
 	local gate=$1 out status=0
@@ -90,10 +98,8 @@ EOF
 }
 
 case_checkpatch() {
-	make_patch checkpatch arch/x86/kvm/gate_test.c \
-		new_file "$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test = 1; ')"
-	series "$SCRATCH/checkpatch" "$SCRATCH/checkpatch.patch"
-	expect_fail checkpatch PATCH_DIR="$SCRATCH/checkpatch"
+	broken_patch checkpatch arch/x86/kvm/gate_test.c new_file \
+		"$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test = 1; ')"
 }
 
 case_cover() {
@@ -103,10 +109,8 @@ case_cover() {
 
 case_apply() {
 	# Trailing whitespace: git am --whitespace=error-all refuses it.
-	make_patch apply arch/x86/kvm/gate_test.c \
-		new_file "$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test = 1; \t')"
-	series "$SCRATCH/apply" "$SCRATCH/apply.patch"
-	expect_fail apply PATCH_DIR="$SCRATCH/apply"
+	broken_patch apply arch/x86/kvm/gate_test.c new_file \
+		"$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test = 1; \t')"
 }
 
 case_bisect() {
@@ -124,18 +128,14 @@ case_bisect() {
 }
 
 case_sparse() {
-	make_patch sparse arch/x86/kvm/x86.c append_to \
+	broken_patch sparse arch/x86/kvm/x86.c append_to \
 		"static int __maybe_unused gate_test_sparse(void __user *p) { return *(int *)p; }"
-	series "$SCRATCH/sparse" "$SCRATCH/sparse.patch"
-	expect_fail sparse PATCH_DIR="$SCRATCH/sparse"
 }
 
 case_i386() {
 	# x86_64-only code used outside CONFIG_X86_64.
-	make_patch i386 arch/x86/kvm/x86.c append_to \
+	broken_patch i386 arch/x86/kvm/x86.c append_to \
 		"static bool __maybe_unused gate_test_i386(void) { struct timespec64 ts; u64 t; return kvm_get_walltime_and_clockread(&ts, &t); }"
-	series "$SCRATCH/i386" "$SCRATCH/i386.patch"
-	expect_fail i386 PATCH_DIR="$SCRATCH/i386"
 }
 
 case_uapi() {
@@ -159,10 +159,8 @@ case_htmldocs() {
 }
 
 case_maintainers() {
-	make_patch maintainers lib/gate_test_unowned.c \
-		new_file "$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test;')"
-	series "$SCRATCH/maintainers" "$SCRATCH/maintainers.patch"
-	expect_fail maintainers PATCH_DIR="$SCRATCH/maintainers"
+	broken_patch maintainers lib/gate_test_unowned.c new_file \
+		"$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test;')"
 }
 
 main() {
