@@ -6,7 +6,7 @@ BUILD_DIR ?= $(CURDIR)/build
 export BUILD_DIR
 H := $(CURDIR)/harness
 
-.PHONY: help check check-tree demo bench regress baseline deps tree export \
+.PHONY: help check check-debug check-tree demo bench regress baseline deps tree export \
 	kernel selftests test-parser gates test-gates clean
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make bench       sweep vCPUs, downtime, stagger, clock steps: CSV and PNG plots"
 	@echo "make regress     whole x86 KVM selftest suite against harness/baseline/"
 	@echo "make baseline    re-measure that baseline on the unpatched base"
+	@echo "make check-debug TSC, fuzz and concurrency tests on a KASAN/UBSAN/lockdep kernel"
 	@echo "make check-tree  like check, but test the work tree as it is (no git am, no gates)"
 	@echo "make gates       the series' quality gates (apply, bisect, checkpatch, sparse, ...)"
 	@echo "make test-gates  check that each gate fails on a deliberately broken input"
@@ -25,6 +26,9 @@ help:
 
 check:
 	$(H)/check.sh
+
+check-debug:
+	$(H)/debug.sh
 
 check-tree:
 	NO_APPLY=1 NO_GATES=1 $(H)/check.sh

@@ -9,7 +9,7 @@ BENCH_DIR=${BENCH_DIR:-$BUILD_DIR/bench}
 
 usage() {
 	cat <<USAGE
-usage: $0
+usage: $0 [report]
 
 Boots the patched kernel once and runs demo/tsc_migrate with every
 method (legacy, upstream, tsc-state and the rfc2020 model) over one-
@@ -17,7 +17,8 @@ dimensional sweeps around the defaults (4 vCPUs, 500 ms downtime, 100 ms
 between per-vCPU calls): vCPUs 1-32, downtime 0.1-10 s, stagger 0-1 s and
 the 2020 review's 1 s / 2 s, CLOCK_REALTIME steps of -1 s and +1 s.
 Writes BENCH_DIR ($BENCH_DIR): results.csv, one PNG per sweep
-(gnuplot) and table.txt.  Prints figures; asserts nothing.
+(gnuplot) and table.txt.  Prints figures; asserts nothing.  'report'
+only redoes the CSV, plots and table from the last run's log.
 USAGE
 }
 
@@ -55,8 +56,39 @@ plot() {
 	log "plot: $png"
 }
 
+# plot_scenarios PNG: inter-vCPU skew (log scale) of every method in the
+# stagger and clock-step scenarios (4 vCPUs, 500 ms downtime).
+plot_scenarios() {
+	local png=$1 m cmds i=0
+	cmds="set terminal pngcairo size 1000,560 noenhanced; set output '$png';"
+	cmds+="set title 'Max inter-vCPU TSC skew after restore (4 vCPUs, 500 ms downtime)';"
+	cmds+="set ylabel 'skew in cycles + 1 (log)'; set logscale y; set grid ytics;"
+	cmds+="set style data histograms; set style fill solid 0.8; set boxwidth 0.9;"
+	cmds+="set key top left; set xtics rotate by -20; set datafile separator ',';"
+	cmds+="plot"
+	for m in legacy upstream tsc-state rfc2020; do
+		awk -F, -v m="$m" 'NR > 1 && $1 == m && $2 == 4 && $3 == 500 &&
+			($4 != 100 || $5 != 100 || $6 != 0 || 1) {
+				if ($6 != 0) label = sprintf("step %+d ms", $6)
+				else label = sprintf("stagger %d/%d ms", $4, $5)
+				print label "," $7 + 1
+			}' "$BENCH_DIR/results.csv" | sort -u -t, -k1,1 >"$BENCH_DIR/$m.scen"
+		if [ "$i" = 0 ]; then
+			cmds+=" '$BENCH_DIR/$m.scen' using 2:xtic(1) title '$m',"
+		else
+			cmds+=" '$BENCH_DIR/$m.scen' using 2 title '$m',"
+		fi
+		i=$((i + 1))
+	done
+	gnuplot -e "${cmds%,}" || die "$EXIT_TESTS" "gnuplot failed for $png"
+	log "plot: $png"
+}
+
 main() {
-	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	case "${1:-}" in
+	-h|--help) usage; exit 0 ;;
+	report) report; exit 0 ;;
+	esac
 	"$HARNESS_DIR/deps.sh" gnuplot-nox bsdextrautils
 	"$HARNESS_DIR/tree.sh" apply
 	"$HARNESS_DIR/kernel.sh"
@@ -67,16 +99,20 @@ main() {
 	QEMU_TIMEOUT=${QEMU_TIMEOUT:-3600} \
 		"$HARNESS_DIR/boot.sh" "$BENCH_DIR/bench.list" bench >"$BENCH_DIR/boot.out" || status=$?
 	cat "$BENCH_DIR/boot.out"
+	report
+	return "$status"
+}
+
+# report: CSV, plots and table from the last run's log.
+report() {
 	{
 		tr -d '\r' <"$LOG_DIR/bench.ktap.log" | sed -n 's/^# csv:method,/method,/p' | head -n 1
-		tr -d '\r' <"$LOG_DIR/bench.ktap.log" | sed -n 's/^# csv:\([a-z]\)/\1/p'
+		tr -d '\r' <"$LOG_DIR/bench.ktap.log" | sed -n '/^# csv:method,/d; s/^# csv://p'
 	} >"$BENCH_DIR/results.csv"
 	log "$(($(wc -l <"$BENCH_DIR/results.csv") - 1)) result rows in $BENCH_DIR/results.csv"
 	# Columns: 1 method 2 vcpus 3 downtime 4 save_stagger 5 restore_stagger
 	# 6 clock_step 7 skew 8 error_us 9 tsc_stable 10 violations 11 save_us 12 restore_us
-	plot "$BENCH_DIR/skew-vs-stagger.png" "Max inter-vCPU TSC skew after restore (4 vCPUs, 500 ms downtime)" \
-		"ms between per-vCPU calls" "skew (cycles, +1)" 4 '$7+1' \
-		'$2 == 4 && $3 == 500 && $4 == $5 && $6 == 0 && $4 > 0'
+	plot_scenarios "$BENCH_DIR/skew-by-scenario.png"
 	plot "$BENCH_DIR/error-vs-downtime.png" "|Guest TSC error| after restore (4 vCPUs, 100 ms stagger)" \
 		"downtime (ms)" "|error| (us, +0.001)" 3 'abs($8)+0.001' \
 		'$2 == 4 && $4 == 100 && $5 == 100 && $6 == 0'
@@ -87,7 +123,6 @@ main() {
 		column -s, -t "$BENCH_DIR/results.csv"
 	} >"$BENCH_DIR/table.txt"
 	cat "$BENCH_DIR/table.txt"
-	return "$status"
 }
 
 main "$@"

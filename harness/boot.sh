@@ -24,6 +24,7 @@ Environment:
   QEMU_SMP       vCPUs of the test VM (default $QEMU_SMP)
   QEMU_MEM       memory of the test VM (default $QEMU_MEM)
   KERNEL_ARGS    extra kernel command line
+  KTAP_FLAGS     extra harness/ktap.py flags (--splats for the debug kernel)
 USAGE
 }
 
@@ -35,12 +36,18 @@ KERNEL_ARGS=${KERNEL_ARGS:-}
 GUEST_DIR=$HARNESS_DIR/guest
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
-# build_static SRC OUT: a static binary against the work tree's headers.
+# build_static SRC OUT: a static binary against the work tree's headers
+# and demo/minivmm.h.
 build_static() {
-	if [ ! -x "$2" ] || [ "$1" -nt "$2" ] || [ "$KBUILD_DIR/usr/include/linux/kvm.h" -nt "$2" ]; then
-		run gcc -static -O2 -Wall -Wextra -Werror -isystem "$KBUILD_DIR/usr/include" \
-			-o "$2" "$1" || die "$EXIT_SELFTESTS" "building $1 failed"
-	fi
+	local src=$1 out=$2 dep stale=0
+	[ -x "$out" ] || stale=1
+	for dep in "$src" "$TOP_DIR/demo/minivmm.h" "$KBUILD_DIR/usr/include/linux/kvm.h"; do
+		[ "$dep" -nt "$out" ] && stale=1
+	done
+	[ "$stale" = 1 ] || return 0
+	run gcc -static -O2 -Wall -Wextra -Werror -pthread -I "$TOP_DIR/demo" \
+		-isystem "$KBUILD_DIR/usr/include" -o "$out" "$src" ||
+		die "$EXIT_SELFTESTS" "building $src failed"
 }
 
 # Guest-side programs: the harness's helper, the demo VMM and its check.
@@ -49,6 +56,7 @@ build_helpers() {
 	mkdir -p "$out"
 	build_static "$GUEST_DIR/kvm_tsc_khz.c" "$out/kvm_tsc_khz"
 	build_static "$TOP_DIR/demo/tsc_migrate.c" "$out/tsc_migrate"
+	build_static "$GUEST_DIR/tsc_state_fuzz.c" "$out/tsc_state_fuzz"
 	install -m 0755 "$GUEST_DIR/tsc_migrate_check.sh" "$out/tsc_migrate_check.sh"
 }
 
@@ -131,7 +139,7 @@ main() {
 	log "logs: $console $ktap"
 	python3 "$HARNESS_DIR/ktap.py" --ktap "$ktap" --console "$console" \
 		--summary "$LOG_DIR/$run_name.summary.txt" \
-		--results "$LOG_DIR/$run_name.results.txt" "${timeout_flag[@]}"
+		--results "$LOG_DIR/$run_name.results.txt" "${timeout_flag[@]}" ${KTAP_FLAGS:-}
 }
 
 main "$@"

@@ -37,6 +37,13 @@ PANIC_RE = re.compile(
     r"Kernel panic|BUG: |Oops: |general protection fault|"
     r"Unable to handle kernel|kernel BUG at"
 )
+# With --splats, any report of the debug kernel's checkers fails the run too.
+SPLAT_RE = re.compile(
+    r"WARNING: |KASAN|UBSAN|possible circular locking|inconsistent lock state|"
+    r"possible recursive locking|suspicious RCU usage|sleeping function called|"
+    r"DEBUG_LOCKS_WARN_ON|INFO: task .* blocked|KFENCE: |list_add corruption|"
+    r"list_del corruption|ODEBUG: |lockdep|BUG: "
+)
 
 
 def split_directive(rest):
@@ -188,6 +195,8 @@ def main(argv):
                     help="QEMU was killed by the run's timeout")
     ap.add_argument("--summary", help="also write the summary to this file")
     ap.add_argument("--results", help="write one 'STATUS NAME' line per result here")
+    ap.add_argument("--splats", action="store_true",
+                    help="fail on any WARNING, KASAN, UBSAN, lockdep or sleep-in-atomic report")
     ap.add_argument("--no-env-check", action="store_true",
                     help="skip the clocksource/calibration checks")
     args = ap.parse_args(argv)
@@ -204,6 +213,12 @@ def main(argv):
         if PANIC_RE.search(line):
             summary.fail("run", "kernel reported: " + line.strip()[:160])
             break
+    if args.splats:
+        splats = [l.strip() for l in console if SPLAT_RE.search(l)]
+        for line in splats[:10]:
+            summary.fail("run", "debug kernel reported: " + line[:160])
+        if len(splats) > 10:
+            summary.fail("run", "%d more debug-kernel reports" % (len(splats) - 10))
     if not args.no_env_check:
         check_environment(ktap, summary)
 

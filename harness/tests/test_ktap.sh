@@ -4,7 +4,8 @@
 #
 # Each directory below golden/ holds ktap.log and console.log as a run would
 # leave them, and expected: the summary ktap.py must print followed by a
-# line "exit N".  A file named qemu-timeout means QEMU was killed.
+# line "exit N".  A file named qemu-timeout means QEMU was killed; one
+# named splats runs the parser as the debug kernel's run does (--splats).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 KTAP=$HERE/../ktap.py
@@ -15,7 +16,8 @@ usage() {
 
 run_case() {
 	local dir=$1 flags=() status=0
-	[ -e "$dir/qemu-timeout" ] && flags=(--qemu-timeout)
+	[ -e "$dir/qemu-timeout" ] && flags+=(--qemu-timeout)
+	[ -e "$dir/splats" ] && flags+=(--splats)
 	python3 "$KTAP" --ktap "$dir/ktap.log" --console "$dir/console.log" \
 		"${flags[@]}" || status=$?
 	echo "exit $status"
