@@ -22,7 +22,7 @@ PACKAGES=(
 	qemu-system-x86 busybox-static
 	# harness/gates.sh
 	sparse gcc-multilib g++ g++-multilib
-	python3-sphinx python3-sphinx-rtd-theme graphviz
+	python3-sphinx python3-sphinx-rtd-theme python3-yaml graphviz
 )
 
 missing_packages() {
