@@ -90,9 +90,7 @@ main() {
 	report) report; exit 0 ;;
 	esac
 	"$HARNESS_DIR/deps.sh" gnuplot-nox bsdextrautils
-	"$HARNESS_DIR/tree.sh" apply
-	"$HARNESS_DIR/kernel.sh"
-	"$HARNESS_DIR/selftests.sh"
+	build_series
 	mkdir -p "$BENCH_DIR"
 	write_set "$BENCH_DIR/bench.list"
 	local status=0

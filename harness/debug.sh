@@ -25,10 +25,7 @@ main() {
 	start=$(date +%s)
 	export KBUILD_DIR=$BUILD_DIR/kbuild-debug
 	export SELFTEST_DIR=$BUILD_DIR/selftests-debug
-	"$HARNESS_DIR/deps.sh"
-	"$HARNESS_DIR/tree.sh" apply
-	"$HARNESS_DIR/kernel.sh" "$HARNESS_DIR/config/kvm-test.config" "$HARNESS_DIR/config/debug.config"
-	"$HARNESS_DIR/selftests.sh"
+	build_series "$HARNESS_DIR/config/kvm-test.config" "$HARNESS_DIR/config/debug.config"
 	QEMU_TIMEOUT=${QEMU_TIMEOUT:-5400} KTAP_FLAGS=--splats \
 		"$HARNESS_DIR/boot.sh" "$HARNESS_DIR/sets/debug.list" debug || status=$?
 	log "check-debug took $(($(date +%s) - start)) s"

@@ -22,10 +22,7 @@ USAGE
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	ensure_dirs
-	"$HARNESS_DIR/deps.sh"
-	"$HARNESS_DIR/tree.sh" apply
-	"$HARNESS_DIR/kernel.sh"
-	"$HARNESS_DIR/selftests.sh"
+	build_series
 	local status=0
 	"$HARNESS_DIR/boot.sh" "$HARNESS_DIR/sets/demo.list" demo >"$LOG_DIR/demo.out" || status=$?
 	echo

@@ -135,3 +135,13 @@ make_config() {
 	echo "$stamp" >"$stamp_file"
 	log "config ok: $out ($(grep -c '=[ym]$' "$out/.config") options on)"
 }
+
+# build_series [FRAGMENT...]: what every target that boots needs first:
+# packages, patches/ applied, the kernel (kernel.sh's default fragments or
+# the given ones) and the selftests.
+build_series() {
+	"$HARNESS_DIR/deps.sh"
+	"$HARNESS_DIR/tree.sh" apply
+	"$HARNESS_DIR/kernel.sh" "$@"
+	"$HARNESS_DIR/selftests.sh"
+}
