@@ -28,7 +28,7 @@
 #define MINIVMM_NAME "minivmm"
 #endif
 
-#define MAX_VCPUS	64
+#define MAX_VCPUS	256
 #define MEM_SIZE	0x10000
 #define CODE_GPA	0x1000
 #define PORT_TSC_LO	0x10
@@ -108,6 +108,15 @@ static const uint8_t guest_code[] = {
 	0xeb, 0xf3,
 };
 
+/* The host TSC, ordered against earlier loads as the kernel's rdtsc_ordered(). */
+static inline uint64_t rdtsc_ordered(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ __volatile__("lfence; rdtsc" : "=a"(lo), "=d"(hi) :: "memory");
+	return (uint64_t)hi << 32 | lo;
+}
+
 static inline void setup_vcpu(struct vm *vm, int i, struct kvm_cpuid2 *cpuid)
 {
 	struct kvm_sregs sregs;
@@ -142,13 +151,39 @@ static inline struct kvm_cpuid2 *supported_cpuid(void)
 /* create_vm() flags */
 #define VM_DISABLE_TSC_QUIRK	(1 << 0)	/* disable KVM_X86_QUIRK_TSC_HOST_ACCESS */
 #define VM_IRQCHIP		(1 << 1)	/* in-kernel LAPIC, so HLT halts in KVM */
+#define VM_NO_TSC_ADJUST	(1 << 2)	/* guest CPUID without TSC_ADJUST */
+
+/* CPUID.(EAX=7,ECX=0):EBX[1], TSC_ADJUST: the entry, or NULL. */
+static inline struct kvm_cpuid_entry2 *cpuid_leaf7(struct kvm_cpuid2 *c)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 7 && c->entries[i].index == 0)
+			return &c->entries[i];
+	return NULL;
+}
+
+/* Whether the vCPUs of a VM made with @flags have TSC_ADJUST in CPUID. */
+static inline bool vm_has_tsc_adjust(unsigned int flags)
+{
+	struct kvm_cpuid2 *c = supported_cpuid();
+	struct kvm_cpuid_entry2 *e = cpuid_leaf7(c);
+	bool has = e && (e->ebx & (1u << 1)) && !(flags & VM_NO_TSC_ADJUST);
+
+	free(c);
+	return has;
+}
 
 static inline void create_vm(struct vm *vm, int nr_vcpus, unsigned int flags)
 {
 	struct kvm_userspace_memory_region region = { 0 };
 	struct kvm_cpuid2 *cpuid = supported_cpuid();
+	struct kvm_cpuid_entry2 *leaf7 = cpuid_leaf7(cpuid);
 	int i;
 
+	if ((flags & VM_NO_TSC_ADJUST) && leaf7)
+		leaf7->ebx &= ~(1u << 1);
 	memset(vm, 0, sizeof(*vm));
 	vm->nr_vcpus = nr_vcpus;
 	vm->fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);

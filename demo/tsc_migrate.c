@@ -10,7 +10,9 @@
  *   upstream   KVM_GET_CLOCK (realtime + host TSC) and KVM_VCPU_TSC_OFFSET,
  *              the Linux 5.16+ recipe of Documentation/virt/kvm/devices/vcpu.rst
  *   tsc-state  KVM_GET_TSC_STATE / KVM_SET_TSC_STATE with
- *              KVM_X86_QUIRK_TSC_HOST_ACCESS disabled
+ *              KVM_X86_QUIRK_TSC_HOST_ACCESS disabled, every vCPU of a side
+ *              evaluated at one shared (clock, host TSC) reference: the one
+ *              returned by the first vCPU's call
  *   rfc2020    (only with -m rfc2020) a userspace model of the 2020 RFC's
  *              per-vCPU algorithm: a fresh (CLOCK_REALTIME, host TSC) pair
  *              from KVM_GET_CLOCK for every vCPU's save and restore
@@ -19,6 +21,10 @@
  * OUTs.  Source and destination run on the same host TSC, so the ideal
  * destination offset is exactly the source's: every error is measured
  * exactly, in cycles, from KVM_VCPU_TSC_OFFSET.
+ *
+ * With --cost the program only measures what the save and the restore of
+ * every vCPU cost each method: rounds of both, back to back, in VMs whose
+ * vCPUs never run, and the median per-vCPU time.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -41,6 +47,8 @@ struct options {
 	long clock_step_ms;	/* CLOCK_REALTIME step between two restores */
 	int rounds;		/* round-robin TSC reads after resume */
 	bool methods[NR_METHODS];
+	int cost_rounds;	/* --cost: rounds of save + restore, 0: off */
+	bool tai;		/* tsc-state timestamps in CLOCK_TAI */
 	bool csv;
 	bool check;
 };
@@ -53,7 +61,9 @@ struct result {
 	int64_t error;		/* vCPU 0's destination offset - source offset */
 	bool tsc_stable;
 	int violations;
-	double save_us, restore_us;	/* per vCPU, ioctls only */
+	double save_us, restore_us;	/* per vCPU, ioctls only; --cost: medians */
+	double save_q1, save_q3, restore_q1, restore_q3;	/* --cost: quartiles */
+	int calls;		/* --cost: saves (and restores) per round and vCPU */
 };
 
 
@@ -70,6 +80,19 @@ struct saved {
 	struct kvm_clock_data pair[MAX_VCPUS];		/* rfc2020 */
 	struct kvm_tsc_state state[MAX_VCPUS];		/* tsc-state */
 };
+
+/* Die with a hint when a shared reference has gone stale between vCPUs. */
+static void tsc_state_ioctl(struct vm *vm, int i, unsigned long req, struct kvm_tsc_state *st)
+{
+	const char *name = req == KVM_GET_TSC_STATE ? "KVM_GET_TSC_STATE" : "KVM_SET_TSC_STATE";
+
+	if (!ioctl(vm->vcpu_fd[i], req, st))
+		return;
+	if (errno == ESTALE)
+		die("%s on vCPU %d: vCPU 0's reference is older than KVM accepts (10 s):"
+		    " the staggers are too long for tsc-state's shared reference", name, i);
+	die("%s on vCPU %d: %s", name, i, strerror(errno));
+}
 
 static void save(enum method m, struct vm *src, struct saved *s, const struct options *o)
 {
@@ -92,7 +115,19 @@ static void save(enum method m, struct vm *src, struct saved *s, const struct op
 			s->offset[i] = get_offset(src, i);
 			break;
 		case TSC_STATE:
-			xioctl(src->vcpu_fd[i], KVM_GET_TSC_STATE, &s->state[i], "KVM_GET_TSC_STATE");
+			/*
+			 * vCPU 0 at a fresh reference, every other vCPU at vCPU 0's:
+			 * all saved at one instant, whatever the time between calls.
+			 */
+			memset(&s->state[i], 0, sizeof(s->state[i]));
+			if (o->tai)
+				s->state[i].flags = KVM_TSC_STATE_CLOCK_TAI;
+			if (i) {
+				s->state[i].flags |= KVM_TSC_STATE_REFERENCE_VALID;
+				s->state[i].ref_nsec = s->state[0].ref_nsec;
+				s->state[i].ref_host_tsc = s->state[0].ref_host_tsc;
+			}
+			tsc_state_ioctl(src, i, KVM_GET_TSC_STATE, &s->state[i]);
 			break;
 		case RFC2020:
 			xioctl(src->fd, KVM_GET_CLOCK, &s->pair[i], "KVM_GET_CLOCK");
@@ -126,6 +161,7 @@ static void restore_clock(void)
 static void restore(enum method m, struct vm *dst, struct saved *s, const struct options *o)
 {
 	struct kvm_clock_data dst_clock = { 0 };
+	struct kvm_tsc_state ref = { 0 };
 	int i;
 
 	if (m == UPSTREAM) {
@@ -161,9 +197,25 @@ static void restore(enum method m, struct vm *dst, struct saved *s, const struct
 			set_offset(dst, i, s->offset[i] + cycles + (s->clock.host_tsc - dst_clock.host_tsc));
 			break;
 		}
-		case TSC_STATE:
-			xioctl(dst->vcpu_fd[i], KVM_SET_TSC_STATE, &s->state[i], "KVM_SET_TSC_STATE");
+		case TSC_STATE: {
+			/*
+			 * vCPU 0 at a fresh reference, which KVM writes back; every
+			 * other vCPU at that one, so all are restored at one instant
+			 * and keep their saved differences exactly.
+			 */
+			struct kvm_tsc_state st = s->state[i];
+
+			st.flags &= ~KVM_TSC_STATE_REFERENCE_VALID;
+			if (i) {
+				st.flags |= KVM_TSC_STATE_REFERENCE_VALID;
+				st.ref_nsec = ref.ref_nsec;
+				st.ref_host_tsc = ref.ref_host_tsc;
+			}
+			tsc_state_ioctl(dst, i, KVM_SET_TSC_STATE, &st);
+			if (!i)
+				ref = st;
 			break;
+		}
 		case RFC2020: {
 			/* tsc = saved TSC + cycles(now - then), each vCPU on its own clock read. */
 			struct kvm_clock_data now;
@@ -250,6 +302,142 @@ static void run_method(enum method m, const struct options *o, struct result *r)
 	destroy_vm(&src);
 }
 
+/*
+ * KVM computes a VM's master clock, without which KVM_GET_CLOCK gives no
+ * (realtime, host TSC) pair, when a vCPU first runs or on KVM_SET_CLOCK:
+ * for VMs whose vCPUs never run, set the clock to its own value.
+ */
+static void start_master_clock(struct vm *vm, const char *method)
+{
+	struct kvm_clock_data clock = { 0 };
+
+	xioctl(vm->fd, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK");
+	clock = (struct kvm_clock_data) { .clock = clock.clock };
+	xioctl(vm->fd, KVM_SET_CLOCK, &clock, "KVM_SET_CLOCK");
+	xioctl(vm->fd, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK");
+	if (!(clock.flags & KVM_CLOCK_HOST_TSC))
+		die("%s: KVM_GET_CLOCK gives no host TSC (no master clock)", method);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Quartiles of @n values (sorts them): @q[0] first, @q[1] median, @q[2] third. */
+static void quartiles(double *v, int n, double q[3])
+{
+	int k;
+
+	qsort(v, n, sizeof(*v), cmp_double);
+	for (k = 0; k < 3; k++) {
+		double pos = (n - 1) * (k + 1) / 4.0;
+		int lo = (int)pos;
+
+		q[k] = lo + 1 < n ? v[lo] + (pos - lo) * (v[lo + 1] - v[lo]) : v[lo];
+	}
+}
+
+/* Every round saves (and restores) each vCPU at least this often. */
+#define COST_CALLS_PER_ROUND	256
+
+/*
+ * --cost: rounds of saving every vCPU of a source VM and restoring them into
+ * a destination VM, back to back, no downtime or stagger, vCPUs never run;
+ * the median and quartiles over the rounds of the time per vCPU and call.
+ */
+static void measure_cost(enum method m, const struct options *o, struct result *r)
+{
+	static struct saved s;
+	double *save_us = calloc(o->cost_rounds, sizeof(double));
+	double *restore_us = calloc(o->cost_rounds, sizeof(double));
+	int n = o->nr_vcpus, calls = (COST_CALLS_PER_ROUND + n - 1) / n, i, k;
+	uint64_t t, min = UINT64_MAX, max = 0;
+	struct vm src, dst;
+	double q[3];
+
+	memset(r, 0, sizeof(*r));
+	memset(&s, 0, sizeof(s));
+	create_vm(&src, n, m == TSC_STATE ? VM_DISABLE_TSC_QUIRK : 0);
+	create_vm(&dst, n, m == TSC_STATE ? VM_DISABLE_TSC_QUIRK : 0);
+	if (m == UPSTREAM || m == RFC2020)
+		start_master_clock(&src, method_names[m]);
+	if (m == RFC2020)
+		start_master_clock(&dst, method_names[m]);
+	for (k = 0; k < o->cost_rounds; k++) {
+		t = now_ns(CLOCK_MONOTONIC);
+		for (i = 0; i < calls; i++)
+			save(m, &src, &s, o);
+		save_us[k] = elapsed_us(t) / ((double)n * calls);
+		t = now_ns(CLOCK_MONOTONIC);
+		for (i = 0; i < calls; i++)
+			restore(m, &dst, &s, o);
+		restore_us[k] = elapsed_us(t) / ((double)n * calls);
+	}
+	quartiles(save_us, o->cost_rounds, q);
+	r->save_q1 = q[0], r->save_us = q[1], r->save_q3 = q[2];
+	quartiles(restore_us, o->cost_rounds, q);
+	r->restore_q1 = q[0], r->restore_us = q[1], r->restore_q3 = q[2];
+	r->calls = calls;
+	for (i = 0; i < n; i++) {
+		uint64_t off = get_offset(&dst, i);
+
+		min = off < min ? off : min;
+		max = off > max ? off : max;
+	}
+	r->skew = (int64_t)(max - min);
+	r->ran = true;
+	destroy_vm(&dst);
+	destroy_vm(&src);
+	free(save_us);
+	free(restore_us);
+}
+
+static void print_costs(const struct options *o, struct result *res)
+{
+	double legacy_save = res[LEGACY].ran ? res[LEGACY].save_us : 0;
+	double legacy_restore = res[LEGACY].ran ? res[LEGACY].restore_us : 0;
+	int m;
+
+	if (o->csv) {
+		printf("cost:method,vcpus,rounds,calls,save_us,save_q1_us,save_q3_us,restore_us,restore_q1_us,restore_q3_us,skew_cycles\n");
+		for (m = 0; m < NR_METHODS; m++) {
+			const struct result *r = &res[m];
+
+			if (!r->ran)
+				continue;
+			printf("cost:%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%" PRId64 "\n",
+			       method_names[m], o->nr_vcpus, o->cost_rounds, r->calls, r->save_us,
+			       r->save_q1, r->save_q3, r->restore_us, r->restore_q1, r->restore_q3, r->skew);
+		}
+		return;
+	}
+	printf("%d vCPUs that never run, %d rounds of saving and restoring every vCPU %d times\n"
+	       "back to back: median (interquartile range) per vCPU and call\n\n",
+	       o->nr_vcpus, o->cost_rounds,
+	       (COST_CALLS_PER_ROUND + o->nr_vcpus - 1) / o->nr_vcpus);
+	printf("%-10s %14s %25s %25s\n", "method", "max skew", "save/vCPU", "restore/vCPU");
+	printf("%-10s %14s %25s %25s\n", "", "(cycles)", "(us, IQR, x legacy)", "(us, IQR, x legacy)");
+	for (m = 0; m < NR_METHODS; m++) {
+		const struct result *r = &res[m];
+		char save[48], rest[48];
+
+		if (!o->methods[m])
+			continue;
+		if (!r->ran) {
+			printf("%-10s skipped: %s\n", method_names[m], r->skipped);
+			continue;
+		}
+		snprintf(save, sizeof(save), "%.1f (%.1f-%.1f) x%.2f", r->save_us, r->save_q1,
+			 r->save_q3, legacy_save > 0 ? r->save_us / legacy_save : 0.0);
+		snprintf(rest, sizeof(rest), "%.1f (%.1f-%.1f) x%.2f", r->restore_us, r->restore_q1,
+			 r->restore_q3, legacy_restore > 0 ? r->restore_us / legacy_restore : 0.0);
+		printf("%-10s %14" PRId64 " %25s %25s\n", method_names[m], r->skew, save, rest);
+	}
+}
+
 static void print_results(const struct options *o, struct result *res)
 {
 	double legacy_save = res[LEGACY].ran ? res[LEGACY].save_us : 0;
@@ -314,10 +502,15 @@ static void usage(void)
 	       "                      restores, and back afterwards (needs root; default 0)\n"
 	       "  -r, --rounds N      round-robin TSC reads after resume (default 100)\n"
 	       "  -q, --quick         2 vCPUs, 100 ms downtime, 10 ms stagger, 20 rounds\n"
+	       "  -t, --tai           tsc-state timestamps in CLOCK_TAI, not CLOCK_REALTIME\n"
+	       "      --cost ROUNDS   only measure the cost: ROUNDS rounds (3-1000) of saving\n"
+	       "                      and restoring every vCPU back to back, at least %d\n"
+	       "                      calls of each per round, in VMs whose vCPUs never\n"
+	       "                      run; prints the median per vCPU (no -d, -s, -c)\n"
 	       "      --csv           CSV output\n"
 	       "      --check         exit 1 unless tsc-state ends with 0-cycle skew,\n"
-	       "                      TSC_STABLE and no backwards reads\n",
-	       MAX_VCPUS);
+	       "                      TSC_STABLE and no backwards reads (--cost: 0-cycle skew)\n",
+	       MAX_VCPUS, COST_CALLS_PER_ROUND);
 }
 
 static long parse_num(const char *s, const char *what, long lo, long hi)
@@ -344,19 +537,21 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "clock-step", required_argument, NULL, 'c' },
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "quick", no_argument, NULL, 'q' },
+		{ "tai", no_argument, NULL, 't' },
+		{ "cost", required_argument, NULL, 'X' },
 		{ "csv", no_argument, NULL, 'C' },
 		{ "check", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	bool any_method = false;
+	bool any_method = false, timed = false;
 	int c, m;
 
 	*o = (struct options) {
 		.nr_vcpus = 4, .downtime_ms = 500, .rounds = 100,
 		.save_stagger_ms = 100, .restore_stagger_ms = 100,
 	};
-	while ((c = getopt_long(argc, argv, "m:n:d:s:S:R:c:r:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:n:d:s:S:R:c:r:qth", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			any_method = true;
@@ -377,19 +572,24 @@ static void parse_options(int argc, char **argv, struct options *o)
 			o->nr_vcpus = parse_num(optarg, "--vcpus", 1, MAX_VCPUS);
 			break;
 		case 'd':
+			timed = true;
 			o->downtime_ms = parse_num(optarg, "--downtime", 0, 3600000);
 			break;
 		case 's':
+			timed = true;
 			o->save_stagger_ms = parse_num(optarg, "--stagger", 0, 60000);
 			o->restore_stagger_ms = o->save_stagger_ms;
 			break;
 		case 'S':
+			timed = true;
 			o->save_stagger_ms = parse_num(optarg, "--save-stagger", 0, 60000);
 			break;
 		case 'R':
+			timed = true;
 			o->restore_stagger_ms = parse_num(optarg, "--restore-stagger", 0, 60000);
 			break;
 		case 'c':
+			timed = true;
 			o->clock_step_ms = parse_num(optarg, "--clock-step", -3600000, 3600000);
 			break;
 		case 'r':
@@ -401,6 +601,12 @@ static void parse_options(int argc, char **argv, struct options *o)
 			o->save_stagger_ms = 10;
 			o->restore_stagger_ms = 10;
 			o->rounds = 20;
+			break;
+		case 't':
+			o->tai = true;
+			break;
+		case 'X':
+			o->cost_rounds = parse_num(optarg, "--cost", 3, 1000);
 			break;
 		case 'C':
 			o->csv = true;
@@ -417,6 +623,13 @@ static void parse_options(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s'", argv[optind]);
+	if (o->cost_rounds && timed)
+		usage_error("--cost saves and restores back to back: no -d, -s, -S, -R or -c");
+	if (o->cost_rounds) {
+		o->downtime_ms = 0;
+		o->save_stagger_ms = 0;
+		o->restore_stagger_ms = 0;
+	}
 	if (!any_method)
 		for (m = 0; m < RFC2020; m++)
 			o->methods[m] = true;
@@ -454,15 +667,30 @@ int main(int argc, char **argv)
 	for (m = 0; m < NR_METHODS; m++) {
 		if (!o.methods[m] || res[m].skipped)
 			continue;
-		run_method(m, &o, &res[m]);
+		if (o.cost_rounds)
+			measure_cost(m, &o, &res[m]);
+		else
+			run_method(m, &o, &res[m]);
 	}
-	print_results(&o, res);
+	if (o.cost_rounds)
+		print_costs(&o, res);
+	else
+		print_results(&o, res);
 
 	if (o.check) {
 		const struct result *r = &res[TSC_STATE];
 
 		if (!r->ran)
 			die("--check: tsc-state did not run: %s", r->skipped ? r->skipped : "not selected");
+		if (o.cost_rounds) {
+			if (r->skew) {
+				fprintf(stderr, "tsc_migrate: --check failed: tsc-state skew %" PRId64
+					" cycles\n", r->skew);
+				return 1;
+			}
+			printf("check: tsc-state skew 0 cycles\n");
+			return 0;
+		}
 		if (r->skew || !r->tsc_stable || r->violations) {
 			fprintf(stderr, "tsc_migrate: --check failed: tsc-state skew %" PRId64
 				" cycles, TSC_STABLE %s, %d backwards reads\n",

@@ -23,18 +23,32 @@ expect_usage_error() {
 	[ "$rc" = 2 ] && [ "$lines" = 1 ]
 }
 
+# expect_check NAME ARGS...: tsc_migrate ARGS --check exits 0.
+expect_check() {
+	name=$1
+	shift
+	tsc_migrate "$@" --check >/tmp/out 2>&1
+	rc=$?
+	sed 's/^/# /' /tmp/out
+	result $rc "$name"
+}
+
 echo "TAP version 13"
-echo "1..5"
-tsc_migrate --quick --check >/tmp/out 2>&1
-rc=$?
-sed 's/^/# /' /tmp/out
-result $rc "quick run: tsc-state skew 0 cycles, TSC_STABLE, no backwards reads"
+echo "1..9"
+expect_check "quick run: tsc-state skew 0 cycles, TSC_STABLE, no backwards reads" --quick
+expect_check "CLOCK_TAI timestamps: the same" --quick --tai -m tsc-state
+expect_check "CLOCK_REALTIME stepped 1 s between two restores: the same" \
+	--quick -c 1000 -m tsc-state
+expect_check "--cost, 64 vCPUs that never run: tsc-state skew 0 cycles" \
+	--cost 3 -n 64
 expect_usage_error -m bogus
 result $? "unknown method: one-line error, exit 2"
 expect_usage_error -n 0
 result $? "zero vCPUs: one-line error, exit 2"
-expect_usage_error -n 65
+expect_usage_error -n 257
 result $? "too many vCPUs: one-line error, exit 2"
 expect_usage_error -d -5
 result $? "negative downtime: one-line error, exit 2"
+expect_usage_error --cost 5 -d 100
+result $? "--cost with a downtime: one-line error, exit 2"
 [ "$fails" = 0 ]
