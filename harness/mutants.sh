@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# make mutants: plant each known bug of harness/mutants/ in a copy of the
+# series and check that tsc_state_test catches it.
+set -euo pipefail
+SCRIPT_NAME=mutants
+. "$(dirname "$0")/lib.sh"
+
+MUTANT_DIR=${MUTANT_DIR:-$BUILD_DIR/mutants}
+MUTANT_SET=${MUTANT_SET:-x86_64/tsc_state_test - -c}
+
+usage() {
+	cat <<USAGE
+usage: $0 [NAME...]
+
+Each harness/mutants/NAME.diff is a bug planted in arch/x86/kvm/x86.c of
+the series, with the tsc_state_test cases that must catch it on its
+"# kills:" line.  For each one (default: all), this applies the diff to
+a git worktree of $TREE_DIR at HEAD ($MUTANT_DIR/linux), builds that
+kernel in $MUTANT_DIR/kbuild with the test kernel's .config, boots it
+with "$MUTANT_SET" and reads which case failed first.  A mutant counts
+as caught when that case is one of its "# kills:" cases.  The selftests
+and the work tree are not touched.  Needs a built series (make check or
+make check-tree first).  Prints one line per mutant, then
+"N passed, N failed".
+USAGE
+}
+
+# cases_of SOURCE: the case names of tsc_state_test, in run order.
+cases_of() {
+	sed -n 's/^\t{ "\([a-z0-9_]*\)", test_.*/\1/p' "$1"
+}
+
+prepare_worktree() {
+	local wt=$MUTANT_DIR/linux
+	mkdir -p "$MUTANT_DIR"
+	if [ ! -e "$wt/.git" ]; then
+		run git -C "$TREE_DIR" worktree add --detach "$wt" HEAD >&2
+	fi
+	run git -C "$wt" checkout -q --detach "$(git -C "$TREE_DIR" rev-parse HEAD)"
+	run git -C "$wt" reset -q --hard
+	mkdir -p "$MUTANT_DIR/kbuild"
+	cp "$KBUILD_DIR/.config" "$MUTANT_DIR/kbuild/.config"
+}
+
+# first_failure KTAP SOURCE: the first case of the set's tsc_state_test
+# that did not report ok, or "none".
+first_failure() {
+	local ktap=$1 src=$2 name
+	while read -r name; do
+		grep -qE "^# ok [0-9]+ $name\$" "$ktap" || { echo "$name"; return; }
+	done < <(cases_of "$src")
+	echo none
+}
+
+run_mutant() {
+	local diff=$1 name wt=$MUTANT_DIR/linux kills failed set
+	name=$(basename "$diff" .diff)
+	kills=$(sed -n 's/^# kills: //p' "$diff")
+	git -C "$wt" reset -q --hard
+	git -C "$wt" apply "$diff" || die "$EXIT_USAGE" "$diff does not apply to the series"
+	run_logged "$MUTANT_DIR/build.log" make -C "$wt" O="$MUTANT_DIR/kbuild" ARCH=x86_64 \
+		-j"$JOBS" bzImage modules || die "$EXIT_BUILD" "mutant $name does not build"
+	set=$MUTANT_DIR/$name.list
+	echo "$MUTANT_SET" >"$set"
+	BUILD_DIR=$MUTANT_DIR LOG_DIR=$MUTANT_DIR/logs TREE_DIR=$wt KBUILD_DIR=$MUTANT_DIR/kbuild \
+		"$HARNESS_DIR/boot.sh" "$set" "$name" >"$MUTANT_DIR/$name.out" 2>&1 || true
+	failed=$(first_failure "$MUTANT_DIR/logs/$name.ktap.log" \
+		"$wt/tools/testing/selftests/kvm/x86_64/tsc_state_test.c")
+	git -C "$wt" reset -q --hard
+	if [[ " $kills " == *" $failed "* ]]; then
+		printf 'caught  %-24s by %s\n' "$name" "$failed"
+		return 0
+	fi
+	printf 'MISSED  %-24s first failing case: %s (expected: %s)\n' "$name" "$failed" "$kills"
+	return 1
+}
+
+main() {
+	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+	local diffs=() d pass=0 fail=0 missed=()
+	[ -f "$KBUILD_DIR/.config" ] || die "$EXIT_BUILD" "no kernel in $KBUILD_DIR: run make check-tree first"
+	if [ $# -gt 0 ]; then
+		for d in "$@"; do diffs+=("$HARNESS_DIR/mutants/$d.diff"); done
+	else
+		diffs=("$HARNESS_DIR"/mutants/*.diff)
+	fi
+	prepare_worktree
+	for d in "${diffs[@]}"; do
+		if run_mutant "$d"; then
+			pass=$((pass + 1))
+		else
+			fail=$((fail + 1))
+			missed+=("$(basename "$d" .diff)")
+		fi
+	done
+	echo "$pass passed, $fail failed"
+	for d in "${missed[@]}"; do echo "FAIL: mutant $d not caught"; done
+	[ "$fail" -eq 0 ]
+}
+
+main "$@"
