@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Bounded fuzz and concurrency tests of KVM_GET_TSC_STATE and
- * KVM_SET_TSC_STATE, in KTAP: hostile struct contents on vCPUs in every
- * state, an info-leak check, concurrent GET/SET/MSR/clock ioctls while the
- * vCPUs run, CLOCK_REALTIME steps between calls, and fds closed under a
- * thread that is inside the ioctls.  Every call must return 0 or a
- * documented errno, and a failed SET must change nothing.  The PRNG seed
+ * KVM_SET_TSC_STATE, in KTAP: hostile struct contents and references
+ * (shared ones, forged ones, ones from the future or older than KVM's 10 s,
+ * CLOCK_REALTIME and CLOCK_TAI mixed) on vCPUs in every state, checked
+ * against a model of the ioctls' checks; an info-leak check; concurrent
+ * GET/SET/MSR/clock ioctls while the vCPUs run; CLOCK_REALTIME steps
+ * between calls; and fds closed under a thread that is inside the ioctls.
+ * Every call must return 0 or an errno the model allows; a failed call must
+ * change nothing, neither the vCPU (TSC offset, IA32_TSC_ADJUST) nor the
+ * caller's struct; a successful one must write back exactly the reference
+ * it used and set exactly the offset that reference gives.  The PRNG seed
  * is printed; pass it back with -s to replay a run.  Bounded by iteration
  * counts; a watchdog fails the run if it does not finish (deadlock).
  */
@@ -13,15 +18,30 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/timex.h>
 
 #define MINIVMM_NAME "tsc_state_fuzz"
 #include "minivmm.h"
 
 #define WATCHDOG_S	600
 
+/* KVM's limits (arch/x86/kvm/x86.c), and the flags each ioctl takes. */
+#define MAX_REF_AGE_S	10
+#define MAX_ELAPSED_NS	(3650ull * 24 * 3600 * 1000000000ull)
+#define ALL_FLAGS	(KVM_TSC_STATE_TIMESTAMP_VALID | KVM_TSC_STATE_TSC_ADJUST_VALID | \
+			 KVM_TSC_STATE_REFERENCE_VALID | KVM_TSC_STATE_CLOCK_TAI)
+#define GET_FLAGS	(KVM_TSC_STATE_REFERENCE_VALID | KVM_TSC_STATE_CLOCK_TAI)
+
+/* CLOCK_TAI - CLOCK_REALTIME during the run, so that a mix-up shows. */
+#define TAI_OFFSET_S	37
+
+/* How far KVM's fresh reference may lie outside the caller's clock reads. */
+#define CLOCK_SLACK_NS	1000000ull
+
 static uint64_t rng_state;
 static int iterations = 2000;
 static int failures;
+static uint32_t host_khz;	/* KVM's default guest rate: the host TSC's */
 
 /* xorshift64*, per thread through an explicit state. */
 static uint64_t rnd(uint64_t *s)
@@ -72,66 +92,448 @@ static struct tsc_snapshot snapshot(struct vm *vm, int i)
 	return (struct tsc_snapshot) { get_offset(vm, i), get_adjust(vm, i) };
 }
 
-/* A hostile struct: mostly plausible, often extreme, sometimes garbage. */
-static void random_state(uint64_t *s, struct kvm_tsc_state *st, uint64_t now)
+static bool documented_errno(int e)
+{
+	return e == EINVAL || e == ERANGE || e == EFAULT || e == ESTALE;
+}
+
+/* Outcomes, as a set: what the model allows, what a call returned. */
+enum { O_OK = 1, O_EINVAL = 2, O_ESTALE = 4, O_ERANGE = 8, O_EFAULT = 16 };
+
+static int outcome(int r, int e)
+{
+	if (!r)
+		return O_OK;
+	switch (e) {
+	case EINVAL: return O_EINVAL;
+	case ESTALE: return O_ESTALE;
+	case ERANGE: return O_ERANGE;
+	case EFAULT: return O_EFAULT;
+	default: return 0;
+	}
+}
+
+static const char *outcome_names(int set, char *buf, size_t len)
+{
+	static const char *const names[] = { "ok", "EINVAL", "ESTALE", "ERANGE", "EFAULT" };
+	size_t k, n = 0;
+
+	buf[0] = 0;
+	for (k = 0; k < 5; k++)
+		if (set & (1 << k))
+			n += snprintf(buf + n, n < len ? len - n : 0, "%s%s", n ? "|" : "", names[k]);
+	return set ? buf : "an undocumented errno";
+}
+
+/* What the model cannot decide (a call's time is only known to a window). */
+enum tri { NO, YES, MAYBE };
+
+static uint64_t clock_ns(uint32_t flags)
+{
+	return now_ns(flags & KVM_TSC_STATE_CLOCK_TAI ? CLOCK_TAI : CLOCK_REALTIME);
+}
+
+/* One call and what was known around it. */
+struct call {
+	struct kvm_tsc_state in, out;	/* the struct before and after */
+	bool bad_ptr, readonly;
+	int r, err;
+	uint64_t tsc0, tsc1;		/* host TSC before and after */
+	uint64_t clk0, clk1;		/* the call's clock before and after */
+};
+
+/* Whether KVM refuses the passed reference: ahead of the host TSC or too old. */
+static enum tri ref_stale(const struct call *c)
+{
+	uint64_t ref = c->in.ref_host_tsc;
+	uint64_t max_lo = MAX_REF_AGE_S * 990ull * host_khz, max_hi = MAX_REF_AGE_S * 1010ull * host_khz;
+
+	if (ref > c->tsc1 || (ref <= c->tsc0 && c->tsc0 - ref > max_hi))
+		return YES;
+	if (ref <= c->tsc0 && c->tsc1 - ref <= max_lo)
+		return NO;
+	return MAYBE;
+}
+
+/* Guest cycles of @ns at @khz, with bounds for KVM's fixed-point scaling. */
+static void cycles_bounds(uint64_t ns, uint32_t khz, uint64_t *lo, uint64_t *hi)
+{
+	unsigned __int128 est = (unsigned __int128)ns * khz / 1000000;
+	unsigned __int128 slack = est / 1000000 + 2;
+
+	*lo = est > slack ? (uint64_t)(est - slack) : 0;
+	*hi = est + slack > UINT64_MAX ? UINT64_MAX : (uint64_t)(est + slack);
+}
+
+/* Whether advancing @tsc from @nsec to the reference @ref_nsec fails with ERANGE. */
+static enum tri range_at(uint64_t tsc, uint64_t nsec, uint64_t ref_nsec, uint32_t khz)
+{
+	bool forward = ref_nsec >= nsec;
+	uint64_t ns = forward ? ref_nsec - nsec : nsec - ref_nsec, lo, hi;
+
+	if (ns > MAX_ELAPSED_NS)
+		return YES;
+	cycles_bounds(ns, khz, &lo, &hi);
+	if (forward)
+		return lo > UINT64_MAX - tsc ? YES : hi <= UINT64_MAX - tsc ? NO : MAYBE;
+	return lo > tsc ? YES : hi <= tsc ? NO : MAYBE;
+}
+
+/* The same over every reference time the call may have read. */
+static enum tri range_over(const struct call *c, uint32_t khz)
+{
+	const struct kvm_tsc_state *st = &c->in;
+	uint64_t a, b;
+	enum tri ta, tb;
+
+	if (st->flags & KVM_TSC_STATE_REFERENCE_VALID)
+		return range_at(st->tsc, st->nsec, st->ref_nsec, khz);
+	a = c->clk0 > CLOCK_SLACK_NS ? c->clk0 - CLOCK_SLACK_NS : 0;
+	b = c->clk1 + CLOCK_SLACK_NS;
+	ta = range_at(st->tsc, st->nsec, a, khz);
+	tb = range_at(st->tsc, st->nsec, b, khz);
+	/* Monotonic on each side of nsec, where nothing moves. */
+	if (st->nsec >= a && st->nsec <= b && (ta != NO || tb != NO))
+		return MAYBE;
+	return ta == tb ? ta : MAYBE;
+}
+
+static bool reserved_set(const struct kvm_tsc_state *st)
+{
+	int k;
+
+	for (k = 0; k < 6; k++)
+		if (st->reserved[k])
+			return true;
+	return st->pad;
+}
+
+/* The outcomes KVM_SET_TSC_STATE may have, in the order KVM checks. */
+static int expect_set(const struct call *c, bool has_adjust, uint32_t khz)
+{
+	const struct kvm_tsc_state *st = &c->in;
+	enum tri t;
+	int set = 0;
+
+	if (c->bad_ptr)
+		return O_EFAULT;
+	if ((st->flags & ~ALL_FLAGS) || reserved_set(st))
+		return O_EINVAL;
+	if ((st->flags & KVM_TSC_STATE_TSC_ADJUST_VALID) && !has_adjust)
+		return O_EINVAL;
+	if ((st->flags & KVM_TSC_STATE_TIMESTAMP_VALID) && !khz)
+		return O_EINVAL;
+	if (st->flags & KVM_TSC_STATE_REFERENCE_VALID) {
+		t = ref_stale(c);
+		if (t == YES)
+			return O_ESTALE;
+		if (t == MAYBE)
+			set |= O_ESTALE;
+	}
+	if (st->flags & KVM_TSC_STATE_TIMESTAMP_VALID) {
+		t = range_over(c, khz);
+		if (t == YES)
+			return set | O_ERANGE;
+		if (t == MAYBE)
+			set |= O_ERANGE;
+	}
+	return set | (c->readonly ? O_EFAULT : O_OK);
+}
+
+/* The outcomes KVM_GET_TSC_STATE may have. */
+static int expect_get(const struct call *c)
+{
+	const struct kvm_tsc_state *st = &c->in;
+	enum tri t;
+	int set = 0;
+
+	if (c->bad_ptr)
+		return O_EFAULT;
+	if ((st->flags & ~GET_FLAGS) || reserved_set(st))
+		return O_EINVAL;
+	if (st->flags & KVM_TSC_STATE_REFERENCE_VALID) {
+		t = ref_stale(c);
+		if (t == YES)
+			return O_ESTALE;
+		if (t == MAYBE)
+			set |= O_ESTALE;
+	}
+	return set | (c->readonly ? O_EFAULT : O_OK);
+}
+
+/* The fuzzed VM, what the fuzzer knows of it, and a page to make read-only. */
+struct target {
+	struct vm vm;
+	bool has_adjust;
+	uint32_t khz[2];
+	struct kvm_tsc_state last;	/* the last reference KVM returned */
+	bool have_last;
+	struct kvm_tsc_state *page;
+};
+
+/* A reference: shared, made up, from the future, too old, or garbage. */
+static void random_reference(uint64_t *s, struct target *t, struct kvm_tsc_state *st)
+{
+	static const uint64_t extremes[] = { 0, 1, UINT64_MAX, 1ull << 63, (1ull << 63) - 1 };
+	uint64_t sec = 1000ull * host_khz, now = rdtsc_ordered(), r = rnd(s);
+
+	st->ref_nsec = clock_ns(st->flags);
+	switch (r % 9) {
+	case 0:
+	case 1:
+		if (t->have_last) {	/* shared: another call's, with its clock */
+			st->ref_nsec = t->last.ref_nsec;
+			st->ref_host_tsc = t->last.ref_host_tsc;
+			st->flags = (st->flags & ~KVM_TSC_STATE_CLOCK_TAI) |
+				    (t->last.flags & KVM_TSC_STATE_CLOCK_TAI);
+			break;
+		}
+		/* fall through */
+	case 2:			/* made up from this host's clock and TSC */
+		st->ref_host_tsc = now;
+		break;
+	case 3:			/* a little old, still usable */
+		st->ref_host_tsc = now - rnd(s) % (5 * sec);
+		break;
+	case 4:			/* from the future */
+		st->ref_host_tsc = now + 1 + rnd(s) % (100 * sec);
+		break;
+	case 5:			/* just ahead: depends on when the call reads the TSC */
+		st->ref_host_tsc = now + rnd(s) % (sec / 1000);
+		break;
+	case 6:			/* older than KVM takes */
+		st->ref_host_tsc = now - MAX_REF_AGE_S * sec * 11 / 10 - rnd(s) % (1000 * sec);
+		break;
+	case 7:
+		st->ref_host_tsc = extremes[rnd(s) % 5];
+		break;
+	default:
+		st->ref_host_tsc = rnd(s);
+	}
+	/* The time: the reference's own, or one that does not go with it. */
+	switch (r >> 8 & 7) {
+	case 0:
+		st->ref_nsec = extremes[rnd(s) % 5];
+		break;
+	case 1:
+		st->ref_nsec = rnd(s);
+		break;
+	case 2:
+		st->ref_nsec += (int64_t)(rnd(s) % 20000000000ull) - 10000000000ll;
+		break;
+	default:
+		break;
+	}
+}
+
+/* A hostile struct for SET: mostly plausible, often extreme, sometimes garbage. */
+static void random_state(uint64_t *s, struct target *t, struct kvm_tsc_state *st)
 {
 	static const uint64_t extremes[] = {
 		0, 1, UINT64_MAX, UINT64_MAX - 1, 1ull << 63, (1ull << 63) - 1,
 		1ull << 62, 1ull << 58,
 	};
-	uint64_t r = rnd(s);
+	uint64_t r = rnd(s), now;
+	int64_t ten_years = MAX_ELAPSED_NS;
 
 	memset(st, 0, sizeof(*st));
-	st->flags = (r & 7) ? (rnd(s) & 3) : (uint32_t)rnd(s);
+	st->flags = (r & 7) ? (rnd(s) & ALL_FLAGS) : (uint32_t)rnd(s);
 	if ((r >> 3 & 15) == 0)
 		st->pad = rnd(s);
 	if ((r >> 7 & 15) == 0)
-		st->reserved[rnd(s) % 4] = rnd(s) | 1;
-	switch (r >> 11 & 3) {
+		st->reserved[rnd(s) % 6] = rnd(s) | 1;
+	random_reference(s, t, st);
+	now = clock_ns(st->flags);
+	switch (r >> 11 & 7) {
 	case 0:
+	case 1:
 		st->nsec = now + (int64_t)(rnd(s) % 20000000000ull) - 10000000000ll;
 		break;
-	case 1:
+	case 2:
 		st->nsec = extremes[rnd(s) % 8];
 		break;
-	case 2:
-		st->nsec = now + (int64_t)(rnd(s) % (730ull * 24 * 3600 * 1000000000ull)) * ((r & 1) ? -1 : 1);
+	case 3:		/* up to 11 years away */
+		st->nsec = now + (int64_t)(rnd(s) % (ten_years / 10 * 11)) * ((r & 1) ? -1 : 1);
+		break;
+	case 4:		/* around KVM's ten years */
+		st->nsec = now + (ten_years + (int64_t)(rnd(s) % 20000000000ull) - 10000000000ll) *
+				 ((r & 1) ? -1 : 1);
+		break;
+	case 5:		/* the reference's own time */
+		st->nsec = st->ref_nsec;
 		break;
 	default:
 		st->nsec = rnd(s);
 	}
-	st->tsc = (r >> 13 & 1) ? extremes[rnd(s) % 8] : rnd(s) >> (rnd(s) % 64);
-	st->tsc_adjust = (r >> 14 & 1) ? extremes[rnd(s) % 8] : rnd(s);
+	st->tsc = (r >> 14 & 1) ? extremes[rnd(s) % 8] : rnd(s) >> (rnd(s) % 64);
+	st->tsc_adjust = (r >> 15 & 1) ? extremes[rnd(s) % 8] : rnd(s);
 }
 
-static bool documented_errno(int e)
+/* A GET input: mostly the two flags GET takes, a reference, garbage elsewhere. */
+static void random_get_input(uint64_t *s, struct target *t, struct kvm_tsc_state *st)
 {
-	return e == EINVAL || e == ERANGE || e == EFAULT;
+	uint64_t r = rnd(s);
+
+	memset(st, 0, sizeof(*st));
+	st->flags = (r & 7) ? (rnd(s) & GET_FLAGS) : (r & 8) ? (rnd(s) & ALL_FLAGS) : (uint32_t)rnd(s);
+	if ((r >> 4 & 31) == 0)
+		st->pad = rnd(s);
+	if ((r >> 9 & 31) == 0)
+		st->reserved[rnd(s) % 6] = rnd(s) | 1;
+	random_reference(s, t, st);
+	/* What GET does not read: it must overwrite it, and leak nothing. */
+	st->nsec = rnd(s);
+	st->tsc = rnd(s);
+	st->tsc_adjust = rnd(s);
 }
 
-/* GET into a buffer full of @pattern: every undefined byte must be zero. */
-static bool get_no_leak(struct vm *vm, int i, uint8_t pattern, char *why, size_t len)
+/* Make the call on vCPU @v: on the stack, a bad pointer or a read-only page. */
+static void do_call(uint64_t *s, struct target *t, int v, unsigned long req, struct call *c)
 {
-	struct kvm_tsc_state st;
+	void *arg = &c->out;
+	uint64_t r = rnd(s);
+
+	c->out = c->in;
+	c->bad_ptr = r % 64 == 0;
+	c->readonly = !c->bad_ptr && r % 64 < 3;
+	if (c->bad_ptr) {
+		static const uint64_t bad[] = { 0, 16, 0xffff888000000000ull, 0xffffffffffffffa0ull };
+
+		arg = (r >> 6 & 1) ? (void *)(uintptr_t)bad[rnd(s) % 4] :
+				     (void *)(uintptr_t)(rnd(s) & ~0xfffull);
+	} else if (c->readonly) {
+		*t->page = c->in;
+		if (mprotect(t->page, 4096, PROT_READ))
+			die("mprotect: %s", strerror(errno));
+		arg = t->page;
+	}
+	c->clk0 = clock_ns(c->in.flags);
+	c->tsc0 = rdtsc_ordered();
+	c->r = ioctl(t->vm.vcpu_fd[v], req, arg);
+	c->err = errno;
+	c->tsc1 = rdtsc_ordered();
+	c->clk1 = clock_ns(c->in.flags);
+	if (c->readonly) {
+		if (mprotect(t->page, 4096, PROT_READ | PROT_WRITE))
+			die("mprotect: %s", strerror(errno));
+		c->out = *t->page;
+	}
+}
+
+/* A fresh reference written back must lie within the call, on the asked clock. */
+static bool fresh_ref_ok(const struct call *c, char *why, size_t len)
+{
+	if (c->out.ref_host_tsc < c->tsc0 || c->out.ref_host_tsc > c->tsc1) {
+		snprintf(why, len, "fresh ref_host_tsc %#llx outside the call [%#" PRIx64 ", %#" PRIx64 "]",
+			 c->out.ref_host_tsc, c->tsc0, c->tsc1);
+		return false;
+	}
+	if (c->out.ref_nsec + CLOCK_SLACK_NS < c->clk0 || c->out.ref_nsec > c->clk1 + CLOCK_SLACK_NS) {
+		snprintf(why, len, "fresh ref_nsec %llu outside the call's %s [%" PRIu64 ", %" PRIu64 "]",
+			 c->out.ref_nsec, c->in.flags & KVM_TSC_STATE_CLOCK_TAI ? "CLOCK_TAI" : "CLOCK_REALTIME",
+			 c->clk0, c->clk1);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * After a successful SET: the struct back as it was, the reference filled in
+ * and flagged; the offset the one that reference gives; TSC_ADJUST as asked.
+ */
+static bool set_ok(struct target *t, int v, const struct call *c, struct tsc_snapshot before,
+		   char *why, size_t len)
+{
+	struct kvm_tsc_state want = c->in;
+	struct tsc_snapshot after = snapshot(&t->vm, v);
+	uint64_t tsc = c->in.tsc, expect;
+	int64_t diff, tol = 0;
+
+	want.flags |= KVM_TSC_STATE_REFERENCE_VALID;
+	if (!(c->in.flags & KVM_TSC_STATE_REFERENCE_VALID)) {
+		if (!fresh_ref_ok(c, why, len))
+			return false;
+		want.ref_nsec = c->out.ref_nsec;
+		want.ref_host_tsc = c->out.ref_host_tsc;
+	}
+	if (memcmp(&want, &c->out, sizeof(want))) {
+		snprintf(why, len, "SET wrote back flags %#x ref %llu/%#llx, not flags %#x ref %llu/%#llx (or changed other fields)",
+			 c->out.flags, c->out.ref_nsec, c->out.ref_host_tsc,
+			 want.flags, want.ref_nsec, want.ref_host_tsc);
+		return false;
+	}
+	if (after.adjust != ((c->in.flags & KVM_TSC_STATE_TSC_ADJUST_VALID) ? c->in.tsc_adjust : before.adjust)) {
+		snprintf(why, len, "TSC_ADJUST %#" PRIx64 " -> %#" PRIx64 " (flags %#x, tsc_adjust %#llx)",
+			 before.adjust, after.adjust, c->in.flags, c->in.tsc_adjust);
+		return false;
+	}
+	/* A scaled vCPU's offset depends on a ratio the fuzzer does not know. */
+	if (t->khz[v] != host_khz)
+		return true;
+	if (c->in.flags & KVM_TSC_STATE_TIMESTAMP_VALID) {
+		bool forward = c->out.ref_nsec >= c->in.nsec;
+		uint64_t lo, hi;
+
+		cycles_bounds(forward ? c->out.ref_nsec - c->in.nsec : c->in.nsec - c->out.ref_nsec,
+			      t->khz[v], &lo, &hi);
+		tsc = forward ? tsc + (lo + hi) / 2 : tsc - (lo + hi) / 2;
+		tol = (hi - lo) / 2 + 1;
+	}
+	expect = tsc - c->out.ref_host_tsc;
+	diff = (int64_t)(after.offset - expect);
+	if (diff > tol || diff < -tol) {
+		snprintf(why, len, "SET gave offset %#" PRIx64 ", the reference gives %#" PRIx64 " (+-%" PRId64 ")",
+			 after.offset, expect, tol);
+		return false;
+	}
+	return true;
+}
+
+/* After a successful GET: exactly the documented fields, the TSC at the reference. */
+static bool get_ok(struct target *t, int v, const struct call *c, struct tsc_snapshot now,
+		   char *why, size_t len)
+{
+	const struct kvm_tsc_state *o = &c->out;
+	uint32_t want = KVM_TSC_STATE_TIMESTAMP_VALID | KVM_TSC_STATE_REFERENCE_VALID |
+			(t->has_adjust ? KVM_TSC_STATE_TSC_ADJUST_VALID : 0) |
+			(c->in.flags & KVM_TSC_STATE_CLOCK_TAI);
 	size_t k;
 
-	memset(&st, pattern, sizeof(st));
-	if (ioctl(vm->vcpu_fd[i], KVM_GET_TSC_STATE, &st)) {
-		snprintf(why, len, "GET failed: %s", strerror(errno));
+	if (o->flags != want) {
+		snprintf(why, len, "GET flags %#x, not %#x", o->flags, want);
 		return false;
 	}
-	if (st.pad) {
-		snprintf(why, len, "pad = %#x", st.pad);
+	if (o->pad) {
+		snprintf(why, len, "GET pad = %#x", o->pad);
 		return false;
 	}
-	for (k = 0; k < sizeof(st.reserved); k++) {
-		if (((uint8_t *)st.reserved)[k]) {
-			snprintf(why, len, "reserved byte %zu = %#x", k, ((uint8_t *)st.reserved)[k]);
+	for (k = 0; k < sizeof(o->reserved); k++) {
+		if (((const uint8_t *)o->reserved)[k]) {
+			snprintf(why, len, "GET reserved byte %zu = %#x", k, ((const uint8_t *)o->reserved)[k]);
 			return false;
 		}
 	}
-	if (!(st.flags & KVM_TSC_STATE_TSC_ADJUST_VALID) && st.tsc_adjust) {
-		snprintf(why, len, "tsc_adjust %#llx without TSC_ADJUST_VALID", st.tsc_adjust);
+	if (o->tsc_adjust != (t->has_adjust ? now.adjust : 0)) {
+		snprintf(why, len, "GET tsc_adjust %#llx, IA32_TSC_ADJUST %#" PRIx64 "%s", o->tsc_adjust,
+			 now.adjust, t->has_adjust ? "" : " (not in CPUID: must be 0)");
+		return false;
+	}
+	if (c->in.flags & KVM_TSC_STATE_REFERENCE_VALID) {
+		if (o->ref_nsec != c->in.ref_nsec || o->ref_host_tsc != c->in.ref_host_tsc) {
+			snprintf(why, len, "GET changed the passed reference %llu/%#llx to %llu/%#llx",
+				 c->in.ref_nsec, c->in.ref_host_tsc, o->ref_nsec, o->ref_host_tsc);
+			return false;
+		}
+	} else if (!fresh_ref_ok(c, why, len)) {
+		return false;
+	}
+	if (o->nsec != o->ref_nsec) {
+		snprintf(why, len, "GET nsec %llu, ref_nsec %llu", o->nsec, o->ref_nsec);
+		return false;
+	}
+	if (t->khz[v] == host_khz && o->tsc != o->ref_host_tsc + now.offset) {
+		snprintf(why, len, "GET tsc %#llx, but ref_host_tsc %#llx + offset %#" PRIx64 " = %#llx",
+			 o->tsc, o->ref_host_tsc, now.offset, o->ref_host_tsc + now.offset);
 		return false;
 	}
 	return true;
@@ -173,71 +575,148 @@ static void halt_vcpu(struct vm *vm)
 	xioctl(vm->vcpu_fd[1], KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");
 }
 
-enum vcpu_state { FRESH, RAN, HALTED, SET_TSC_KHZ, NR_STATES };
-static const char *const state_names[] = { "never run", "after KVM_RUN", "halted", "after KVM_SET_TSC_KHZ" };
+enum vcpu_state { FRESH, RAN, HALTED, SET_TSC_KHZ, NO_TSC_ADJUST, NR_STATES };
+static const char *const state_names[] = {
+	"never run", "after KVM_RUN", "halted", "after KVM_SET_TSC_KHZ", "without TSC_ADJUST in CPUID"
+};
+static const char *const state_ids[] = { "fresh", "ran", "halted", "set_tsc_khz", "no_tsc_adjust" };
+
+/* Outcome counts of one ioctl. */
+struct counts {
+	int n[5];
+};
+
+static void count(struct counts *k, int o)
+{
+	int b;
+
+	for (b = 0; b < 5; b++)
+		if (o == 1 << b)
+			k->n[b]++;
+}
+
+/*
+ * One call checked against the model: the outcome allowed, a failure
+ * changing nothing (vCPU and struct), a success doing exactly what it must.
+ */
+static bool check_call(struct target *t, int v, unsigned long req, const struct call *c,
+		       struct tsc_snapshot before, char *why, size_t len)
+{
+	bool is_set = req == KVM_SET_TSC_STATE;
+	const char *name = is_set ? "SET" : "GET";
+	int allowed = is_set ? expect_set(c, t->has_adjust, t->khz[v]) : expect_get(c);
+	int got = outcome(c->r, c->err);
+	struct tsc_snapshot after;
+	char a[64];
+
+	if (!(got & allowed)) {
+		snprintf(why, len, "%s flags %#x nsec %llu tsc %#llx ref %llu/%#llx (host TSC %#" PRIx64
+			 ", clock %" PRIu64 ")%s%s: %s, not %s",
+			 name, c->in.flags, c->in.nsec, c->in.tsc, c->in.ref_nsec, c->in.ref_host_tsc,
+			 c->tsc0, c->clk0, c->bad_ptr ? ", bad pointer" : "",
+			 c->readonly ? ", read-only" : "",
+			 c->r ? strerror(c->err) : "success", outcome_names(allowed, a, sizeof(a)));
+		return false;
+	}
+	if (c->r) {
+		after = snapshot(&t->vm, v);
+		if (after.offset != before.offset || after.adjust != before.adjust) {
+			snprintf(why, len, "failed %s (%s) changed offset %#" PRIx64 " -> %#" PRIx64
+				 " or adjust %#" PRIx64 " -> %#" PRIx64, name, strerror(c->err),
+				 before.offset, after.offset, before.adjust, after.adjust);
+			return false;
+		}
+		if (!c->bad_ptr && memcmp(&c->in, &c->out, sizeof(c->in))) {
+			snprintf(why, len, "failed %s (%s) wrote to the caller's struct", name, strerror(c->err));
+			return false;
+		}
+		return true;
+	}
+	if (is_set)
+		return set_ok(t, v, c, before, why, len);
+	after = snapshot(&t->vm, v);
+	if (after.offset != before.offset || after.adjust != before.adjust) {
+		snprintf(why, len, "GET changed offset %#" PRIx64 " -> %#" PRIx64, before.offset, after.offset);
+		return false;
+	}
+	return get_ok(t, v, c, after, why, len);
+}
 
 static void fuzz(enum vcpu_state state)
 {
 	uint64_t s = rng_state ^ (0x9e3779b97f4a7c15ull * (state + 1));
-	int n = iterations / NR_STATES, it, bad = 0, ok = 0, einval = 0, erange = 0, efault = 0;
-	char why[160] = "", name[64];
-	struct vm vm;
+	int n = iterations / NR_STATES, it, bad = 0, v;
+	unsigned int flags = state == HALTED ? VM_IRQCHIP : state == NO_TSC_ADJUST ? VM_NO_TSC_ADJUST : 0;
+	struct counts set = { 0 }, get = { 0 };
+	char why[320] = "", name[64];
+	struct target t = { 0 };
 
-	create_vm(&vm, 2, state == HALTED ? VM_IRQCHIP : 0);
+	create_vm(&t.vm, 2, flags);
+	t.has_adjust = vm_has_tsc_adjust(flags);
+	t.page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t.page == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
 	switch (state) {
 	case RAN:
-		guest_read_tsc(&vm, 0);
+		guest_read_tsc(&t.vm, 0);
 		break;
 	case HALTED:
-		halt_vcpu(&vm);
+		halt_vcpu(&t.vm);
 		break;
 	case SET_TSC_KHZ:
 		/* Without TSC scaling KVM may refuse a new rate: either is fine. */
-		ioctl(vm.vcpu_fd[0], KVM_SET_TSC_KHZ, tsc_khz + 1000);
+		ioctl(t.vm.vcpu_fd[0], KVM_SET_TSC_KHZ, tsc_khz + 1000);
 		break;
 	default:
 		break;
 	}
+	for (v = 0; v < 2; v++)
+		t.khz[v] = ioctl(t.vm.vcpu_fd[v], KVM_GET_TSC_KHZ, 0);
 	for (it = 0; it < n && !bad; it++) {
-		struct kvm_tsc_state st;
-		struct tsc_snapshot before, after;
-		void *arg = &st;
-		int r;
+		struct tsc_snapshot before;
+		struct call c;
+		int len;
 
-		random_state(&s, &st, now_ns(CLOCK_REALTIME));
-		if (rnd(&s) % 64 == 0)
-			arg = (rnd(&s) & 1) ? NULL : (void *)(uintptr_t)(rnd(&s) | 1);
-		before = snapshot(&vm, 0);
-		r = ioctl(vm.vcpu_fd[0], KVM_SET_TSC_STATE, arg);
-		if (!r) {
-			ok++;
-		} else if (!documented_errno(errno)) {
-			snprintf(why, sizeof(why), "iteration %d: SET returned errno %d", it, errno);
+		/* SET on vCPU 0. */
+		random_state(&s, &t, &c.in);
+		before = snapshot(&t.vm, 0);
+		do_call(&s, &t, 0, KVM_SET_TSC_STATE, &c);
+		count(&set, outcome(c.r, c.err));
+		if (!check_call(&t, 0, KVM_SET_TSC_STATE, &c, before, why, sizeof(why))) {
 			bad++;
-		} else {
-			einval += errno == EINVAL;
-			erange += errno == ERANGE;
-			efault += errno == EFAULT;
-			after = snapshot(&vm, 0);
-			if (after.offset != before.offset || after.adjust != before.adjust) {
-				snprintf(why, sizeof(why),
-					 "iteration %d: failed SET (errno %d) changed offset %#" PRIx64
-					 " -> %#" PRIx64 " or adjust %#" PRIx64 " -> %#" PRIx64,
-					 it, errno, before.offset, after.offset, before.adjust, after.adjust);
-				bad++;
-			}
+			break;
 		}
-		if (!bad && !get_no_leak(&vm, it & 1, (uint8_t)rnd(&s), why, sizeof(why)))
+		if (!c.r) {
+			t.last = c.out;
+			t.have_last = true;
+		}
+
+		/* GET on either vCPU, at a random input reference. */
+		v = it & 1;
+		random_get_input(&s, &t, &c.in);
+		before = snapshot(&t.vm, v);
+		do_call(&s, &t, v, KVM_GET_TSC_STATE, &c);
+		count(&get, outcome(c.r, c.err));
+		if (!check_call(&t, v, KVM_GET_TSC_STATE, &c, before, why, sizeof(why))) {
+			len = strlen(why);
+			snprintf(why + len, sizeof(why) - len, " (vCPU %d)", v);
 			bad++;
-		if (rnd(&s) % 8 == 0)
-			guest_read_tsc(&vm, 1);	/* renew the VM's reference now and then */
+			break;
+		}
+		if (!c.r) {
+			t.last = c.out;
+			t.have_last = true;
+		}
 	}
-	printf("# fuzz, vCPU %s: %d calls: %d ok, %d EINVAL, %d ERANGE, %d EFAULT\n",
-	       state_names[state], it, ok, einval, erange, efault);
-	snprintf(name, sizeof(name), "fuzz_%s", state == FRESH ? "fresh" : state == RAN ? "ran" :
-		 state == HALTED ? "halted" : "set_tsc_khz");
-	report(!bad && ok && einval && erange, name, "%s", bad ? why : "some outcome never seen");
-	destroy_vm(&vm);
+	printf("# fuzz, vCPU %s (%u kHz): %d iterations: SET %d ok, %d EINVAL, %d ESTALE, %d ERANGE, %d EFAULT;"
+	       " GET %d ok, %d EINVAL, %d ESTALE, %d EFAULT\n",
+	       state_names[state], t.khz[0], it, set.n[0], set.n[1], set.n[2], set.n[3], set.n[4],
+	       get.n[0], get.n[1], get.n[2], get.n[4]);
+	snprintf(name, sizeof(name), "fuzz_%s", state_ids[state]);
+	report(!bad && set.n[0] && set.n[1] && set.n[2] && set.n[3] && get.n[0] && get.n[1] && get.n[2],
+	       name, "iteration %d: %s", it, bad ? why : "some outcome never seen");
+	munmap(t.page, 4096);
+	destroy_vm(&t.vm);
 }
 
 /* Concurrency: everything at once on one VM while its vCPUs run. */
@@ -263,19 +742,32 @@ static void *state_hammer(void *p)
 {
 	struct conc *c = p;
 	uint64_t s = rng_state + c->id * 7919;
+	struct kvm_tsc_state last = { 0 };
+	struct target t = { .has_adjust = true };
 	int i;
 
 	for (i = 0; i < c->iters; i++) {
 		int v = rnd(&s) % c->vm->nr_vcpus;
-		struct kvm_tsc_state st;
+		struct kvm_tsc_state st = { 0 };
 
-		if (ioctl(c->vm->vcpu_fd[v], KVM_GET_TSC_STATE, &st)) {
+		/* At this thread's last reference, on any vCPU, or a fresh one. */
+		if (last.flags && (rnd(&s) & 1)) {
+			st.flags = last.flags & GET_FLAGS;
+			st.ref_nsec = last.ref_nsec;
+			st.ref_host_tsc = last.ref_host_tsc;
+		} else if (rnd(&s) & 1) {
+			st.flags = KVM_TSC_STATE_CLOCK_TAI;
+		}
+		if (ioctl(c->vm->vcpu_fd[v], KVM_GET_TSC_STATE, &st) && errno != ESTALE) {
 			c->bad_errno = errno;
 			snprintf(c->why, sizeof(c->why), "GET: %s", strerror(errno));
 			return NULL;
 		}
+		last = st;
+		t.last = st;
+		t.have_last = true;
 		if (rnd(&s) & 1)
-			random_state(&s, &st, now_ns(CLOCK_REALTIME));
+			random_state(&s, &t, &st);
 		if (ioctl(c->vm->vcpu_fd[v], KVM_SET_TSC_STATE, &st) && !documented_errno(errno)) {
 			c->bad_errno = errno;
 			snprintf(c->why, sizeof(c->why), "SET: %s", strerror(errno));
@@ -367,11 +859,11 @@ static void concurrency(void)
 	}
 	/*
 	 * Quiesced: any serial order ends in a state where GET then SET of
-	 * what GET returned changes nothing.
+	 * what GET returned, at the reference GET used, changes nothing.
 	 */
 	for (i = 0; i < RUNNERS && !bad; i++) {
 		struct tsc_snapshot before = snapshot(&vm, i), after;
-		struct kvm_tsc_state st;
+		struct kvm_tsc_state st = { 0 };
 
 		xioctl(vm.vcpu_fd[i], KVM_GET_TSC_STATE, &st, "KVM_GET_TSC_STATE");
 		xioctl(vm.vcpu_fd[i], KVM_SET_TSC_STATE, &st, "KVM_SET_TSC_STATE");
@@ -388,12 +880,26 @@ static void concurrency(void)
 	destroy_vm(&vm);
 }
 
-/* CLOCK_REALTIME stepped back and forth between calls. */
+static void step_realtime(int64_t ns)
+{
+	uint64_t t = now_ns(CLOCK_REALTIME) + ns;
+	struct timespec ts = { t / 1000000000ull, t % 1000000000ull };
+
+	if (clock_settime(CLOCK_REALTIME, &ts))
+		die("clock_settime: %s", strerror(errno));
+}
+
+/*
+ * CLOCK_REALTIME stepped back and forth before a GET and between it and a
+ * SET on the other vCPU: at GET's reference, the SET lands exactly on the
+ * GET's vCPU whatever the steps; at a fresh reference it takes the step
+ * between the two calls whole.
+ */
 static void clock_steps(void)
 {
 	uint64_t s = rng_state ^ 0xc10c, real0 = now_ns(CLOCK_REALTIME), mono0 = now_ns(CLOCK_MONOTONIC);
-	int i, bad = 0, n = iterations / 10;
-	char why[128] = "";
+	int i, bad = 0, n = iterations / 10, shared = 0;
+	char why[200] = "";
 	struct vm vm;
 
 	if (geteuid()) {
@@ -402,21 +908,49 @@ static void clock_steps(void)
 		return;
 	}
 	create_vm(&vm, 2, VM_DISABLE_TSC_QUIRK);
-	for (i = 0; i < n && !bad; i++) {
-		struct kvm_tsc_state st;
-		int64_t step = (int64_t)(rnd(&s) % 20000000000ull) - 10000000000ll;
-		uint64_t t = now_ns(CLOCK_REALTIME) + step;
-		struct timespec ts = { t / 1000000000ull, t % 1000000000ull };
+	{
+		/* Far from 0, so that no step takes the TSC below it (ERANGE). */
+		struct kvm_tsc_state st = { .tsc = 1ull << 50 };
 
-		if (clock_settime(CLOCK_REALTIME, &ts))
-			die("clock_settime: %s", strerror(errno));
-		if (ioctl(vm.vcpu_fd[i & 1], KVM_GET_TSC_STATE, &st) ||
-		    ioctl(vm.vcpu_fd[!(i & 1)], KVM_SET_TSC_STATE, &st)) {
-			snprintf(why, sizeof(why), "step %" PRId64 " ns: %s", step, strerror(errno));
+		xioctl(vm.vcpu_fd[0], KVM_SET_TSC_STATE, &st, "KVM_SET_TSC_STATE");
+	}
+	for (i = 0; i < n && !bad; i++) {
+		struct kvm_tsc_state st = { .flags = (rnd(&s) & 1) ? KVM_TSC_STATE_CLOCK_TAI : 0 };
+		int64_t step1 = (int64_t)(rnd(&s) % 20000000000ull) - 10000000000ll;
+		int64_t step2 = (int64_t)(rnd(&s) % 20000000000ull) - 10000000000ll;
+		int a = i & 1, b = !a;
+		bool share = rnd(&s) & 1;
+		int64_t diff, want, tol;
+
+		step_realtime(step1);
+		if (ioctl(vm.vcpu_fd[a], KVM_GET_TSC_STATE, &st)) {
+			snprintf(why, sizeof(why), "GET after a %+" PRId64 " ns step: %s", step1, strerror(errno));
+			bad++;
+			break;
+		}
+		step_realtime(step2);
+		if (!share)
+			st.flags &= ~KVM_TSC_STATE_REFERENCE_VALID;
+		if (ioctl(vm.vcpu_fd[b], KVM_SET_TSC_STATE, &st)) {
+			snprintf(why, sizeof(why), "SET at a %s reference after a %+" PRId64 " ns step: %s",
+				 share ? "shared" : "fresh", step2, strerror(errno));
+			bad++;
+			break;
+		}
+		diff = (int64_t)(get_offset(&vm, b) - get_offset(&vm, a));
+		/*
+		 * A fresh reference: the step in guest cycles, up to the clock's
+		 * rate error and the time clock_settime() loses (10 ms).
+		 */
+		want = share ? 0 : (int64_t)((__int128)step2 * tsc_khz / 1000000);
+		tol = share ? 0 : (want < 0 ? -want : want) / 1000000 + tsc_khz * 10;
+		if (diff < want - tol || diff > want + tol) {
+			snprintf(why, sizeof(why), "%s reference, steps %+" PRId64 "/%+" PRId64
+				 " ns: offsets %" PRId64 " cycles apart, want %" PRId64 " +- %" PRId64,
+				 share ? "shared" : "fresh", step1, step2, diff, want, tol);
 			bad++;
 		}
-		if (rnd(&s) & 1)
-			guest_read_tsc(&vm, i & 1);
+		shared += share;
 	}
 	{
 		uint64_t t = real0 + (now_ns(CLOCK_MONOTONIC) - mono0);
@@ -424,7 +958,8 @@ static void clock_steps(void)
 
 		clock_settime(CLOCK_REALTIME, &ts);
 	}
-	printf("# clock steps: %d steps of up to +-10 s between GET and SET, clock put back\n", i);
+	printf("# clock steps: %d GET/SET pairs (%d at a shared reference) with steps of up to +-10 s before and between them, clock put back\n",
+	       i, shared);
 	report(!bad, "clock_steps", "%s", why);
 	destroy_vm(&vm);
 }
@@ -439,9 +974,10 @@ struct lifetime {
 static void *lifetime_hammer(void *p)
 {
 	struct lifetime *l = p;
-	struct kvm_tsc_state st;
 
 	while (!l->stop) {
+		struct kvm_tsc_state st = { 0 };
+
 		if (ioctl(l->fd, KVM_GET_TSC_STATE, &st) && errno != EBADF) {
 			l->bad_errno = errno;
 			return NULL;
@@ -492,10 +1028,26 @@ static void watchdog(int sig)
 	_exit(1);
 }
 
+/* Make CLOCK_TAI differ from CLOCK_REALTIME for the run (root only); -1: left as is. */
+static int set_tai_offset(int offset)
+{
+	struct timex tx = { .modes = 0 };
+
+	if (geteuid() || adjtimex(&tx) < 0)
+		return -1;
+	{
+		struct timex set = { .modes = ADJ_TAI, .constant = offset };
+
+		if (adjtimex(&set) < 0)
+			return -1;
+	}
+	return tx.tai;
+}
+
 int main(int argc, char **argv)
 {
 	struct vm probe;
-	int c, st;
+	int c, st, old_tai;
 
 	rng_state = now_ns(CLOCK_REALTIME) | 1;
 	while ((c = getopt(argc, argv, "s:i:")) != -1) {
@@ -528,14 +1080,26 @@ int main(int argc, char **argv)
 	create_vm(&probe, 1, 0);
 	tsc_khz = ioctl(probe.vcpu_fd[0], KVM_GET_TSC_KHZ, 0);
 	destroy_vm(&probe);
+	host_khz = tsc_khz;
 
 	printf("1..%d\n", NR_STATES + 3);
 	printf("# seed %#" PRIx64 " (replay: tsc_state_fuzz -s %#" PRIx64 " -i %d), %d iterations\n",
 	       rng_state, rng_state, iterations, iterations);
+	c = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRECISE_TSC);
+	if (c != ALL_FLAGS)
+		printf("# KVM_CHECK_EXTENSION(KVM_CAP_PRECISE_TSC) = %#x, the model knows %#x\n",
+		       c, ALL_FLAGS);
+	old_tai = set_tai_offset(TAI_OFFSET_S);
+	if (old_tai < 0)
+		printf("# CLOCK_TAI offset left as is (not root): TAI/REALTIME mix-ups may not show\n");
+	else
+		printf("# CLOCK_TAI = CLOCK_REALTIME + %d s for the run (was + %d s)\n", TAI_OFFSET_S, old_tai);
 	for (st = 0; st < NR_STATES; st++)
 		fuzz(st);
 	concurrency();
 	clock_steps();
 	lifetime();
+	if (old_tai >= 0)
+		set_tai_offset(old_tai);
 	return failures ? 1 : 0;
 }
