@@ -7,7 +7,7 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export \
-	kernel selftests test-parser gates test-gates clean
+	kernel selftests test-parser gates test-gates mutants clean
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply patches/,"
@@ -18,6 +18,7 @@ help:
 	@echo "make baseline    re-measure that baseline on the unpatched base"
 	@echo "make check-debug TSC, fuzz and concurrency tests on a KASAN/UBSAN/lockdep kernel"
 	@echo "make check-tree  like check, but test the work tree as it is (no git am, no gates)"
+	@echo "make mutants     plant each bug of harness/mutants/ and check tsc_state_test catches it"
 	@echo "make gates       the series' quality gates (apply, bisect, checkpatch, sparse, ...)"
 	@echo "make test-gates  check that each gate fails on a deliberately broken input"
 	@echo "make tree        apply patches/ to the base in $(BUILD_DIR)/linux"
@@ -38,6 +39,9 @@ gates:
 
 test-gates:
 	$(H)/tests/test_gates.sh
+
+mutants:
+	$(H)/mutants.sh
 
 demo:
 	$(H)/demo.sh
