@@ -94,15 +94,36 @@ static void tsc_state_ioctl(struct vm *vm, int i, unsigned long req, struct kvm_
 	die("%s on vCPU %d: %s", name, i, strerror(errno));
 }
 
-static void save(enum method m, struct vm *src, struct saved *s, const struct options *o)
+/* The time a save or restore spends in ioctls: its staggers and clock steps left out. */
+struct stopwatch {
+	uint64_t start, busy;
+};
+
+static void stopwatch_start(struct stopwatch *w)
 {
+	w->start = now_ns(CLOCK_MONOTONIC);
+}
+
+static void stopwatch_stop(struct stopwatch *w)
+{
+	w->busy += now_ns(CLOCK_MONOTONIC) - w->start;
+}
+
+/* Save every vCPU of @src into @s; returns the ns spent in ioctls. */
+static uint64_t save(enum method m, struct vm *src, struct saved *s, const struct options *o)
+{
+	struct stopwatch w = { 0 };
 	int i;
 
+	stopwatch_start(&w);
 	if (m == UPSTREAM)
 		xioctl(src->fd, KVM_GET_CLOCK, &s->clock, "KVM_GET_CLOCK");
 	for (i = 0; i < src->nr_vcpus; i++) {
-		if (i)
+		if (i && o->save_stagger_ms) {
+			stopwatch_stop(&w);
 			sleep_ms(o->save_stagger_ms);
+			stopwatch_start(&w);
+		}
 		switch (m) {
 		case LEGACY:
 			s->msrs[i].hdr.nmsrs = 2;
@@ -137,6 +158,8 @@ static void save(enum method m, struct vm *src, struct saved *s, const struct op
 			break;
 		}
 	}
+	stopwatch_stop(&w);
+	return w.busy;
 }
 
 /* Step CLOCK_REALTIME; the total of all steps is undone by restore_clock(). */
@@ -158,12 +181,15 @@ static void restore_clock(void)
 		step_clock(-clock_stepped_ns);
 }
 
-static void restore(enum method m, struct vm *dst, struct saved *s, const struct options *o)
+/* Restore every vCPU of @dst from @s; returns the ns spent in ioctls. */
+static uint64_t restore(enum method m, struct vm *dst, struct saved *s, const struct options *o)
 {
 	struct kvm_clock_data dst_clock = { 0 };
 	struct kvm_tsc_state ref = { 0 };
+	struct stopwatch w = { 0 };
 	int i;
 
+	stopwatch_start(&w);
 	if (m == UPSTREAM) {
 		/* Steps 4 and 5 of the vcpu.rst recipe: kvmclock, then the pair. */
 		struct kvm_clock_data set = {
@@ -180,10 +206,13 @@ static void restore(enum method m, struct vm *dst, struct saved *s, const struct
 			die("upstream: KVM_GET_CLOCK on the destination gave no host TSC");
 	}
 	for (i = 0; i < dst->nr_vcpus; i++) {
-		if (i)
+		if (i && (o->restore_stagger_ms || (i == 1 && o->clock_step_ms))) {
+			stopwatch_stop(&w);
 			sleep_ms(o->restore_stagger_ms);
-		if (i == 1 && o->clock_step_ms)
-			step_clock(o->clock_step_ms * 1000000);
+			if (i == 1 && o->clock_step_ms)
+				step_clock(o->clock_step_ms * 1000000);
+			stopwatch_start(&w);
+		}
 		switch (m) {
 		case LEGACY:
 			if (ioctl(dst->vcpu_fd[i], KVM_SET_MSRS, &s->msrs[i]) != 2)
@@ -235,12 +264,9 @@ static void restore(enum method m, struct vm *dst, struct saved *s, const struct
 			break;
 		}
 	}
+	stopwatch_stop(&w);
 	restore_clock();
-}
-
-static double elapsed_us(uint64_t start)
-{
-	return (now_ns(CLOCK_MONOTONIC) - start) / 1000.0;
+	return w.busy;
 }
 
 static void run_method(enum method m, const struct options *o, struct result *r)
@@ -258,10 +284,7 @@ static void run_method(enum method m, const struct options *o, struct result *r)
 		guest_read_tsc(&src, i);		/* the source runs */
 	src_offset = get_offset(&src, 0);
 
-	t = now_ns(CLOCK_MONOTONIC);
-	save(m, &src, &s, o);
-	r->save_us = (elapsed_us(t) - 1000.0 * o->save_stagger_ms * (o->nr_vcpus - 1)) /
-		     o->nr_vcpus;
+	r->save_us = save(m, &src, &s, o) / 1000.0 / o->nr_vcpus;
 
 	sleep_ms(o->downtime_ms);
 
@@ -271,10 +294,7 @@ static void run_method(enum method m, const struct options *o, struct result *r)
 		for (i = 0; i < o->nr_vcpus; i++)
 			guest_read_tsc(&dst, i);
 	}
-	t = now_ns(CLOCK_MONOTONIC);
-	restore(m, &dst, &s, o);
-	r->restore_us = (elapsed_us(t) - 1000.0 * o->restore_stagger_ms * (o->nr_vcpus - 1)) /
-			o->nr_vcpus;
+	r->restore_us = restore(m, &dst, &s, o) / 1000.0 / o->nr_vcpus;
 
 	for (i = 0; i < o->nr_vcpus; i++) {
 		uint64_t off = get_offset(&dst, i);
@@ -354,7 +374,7 @@ static void measure_cost(enum method m, const struct options *o, struct result *
 	double *save_us = calloc(o->cost_rounds, sizeof(double));
 	double *restore_us = calloc(o->cost_rounds, sizeof(double));
 	int n = o->nr_vcpus, calls = (COST_CALLS_PER_ROUND + n - 1) / n, i, k;
-	uint64_t t, min = UINT64_MAX, max = 0;
+	uint64_t min = UINT64_MAX, max = 0;
 	struct vm src, dst;
 	double q[3];
 
@@ -367,14 +387,14 @@ static void measure_cost(enum method m, const struct options *o, struct result *
 	if (m == RFC2020)
 		start_master_clock(&dst, method_names[m]);
 	for (k = 0; k < o->cost_rounds; k++) {
-		t = now_ns(CLOCK_MONOTONIC);
+		uint64_t save_ns = 0, restore_ns = 0;
+
 		for (i = 0; i < calls; i++)
-			save(m, &src, &s, o);
-		save_us[k] = elapsed_us(t) / ((double)n * calls);
-		t = now_ns(CLOCK_MONOTONIC);
+			save_ns += save(m, &src, &s, o);
 		for (i = 0; i < calls; i++)
-			restore(m, &dst, &s, o);
-		restore_us[k] = elapsed_us(t) / ((double)n * calls);
+			restore_ns += restore(m, &dst, &s, o);
+		save_us[k] = save_ns / 1000.0 / ((double)n * calls);
+		restore_us[k] = restore_ns / 1000.0 / ((double)n * calls);
 	}
 	quartiles(save_us, o->cost_rounds, q);
 	r->save_q1 = q[0], r->save_us = q[1], r->save_q3 = q[2];
@@ -485,7 +505,9 @@ static void print_results(const struct options *o, struct result *res)
 	}
 	printf("\nmax skew: spread of the destination vCPUs' TSC offsets (0: in phase);\n"
 	       "TSC error: destination TSC minus the ideal (saved TSC + downtime);\n"
-	       "backwards reads: guest TSC reads lower than an earlier read on another vCPU.\n");
+	       "backwards reads: guest TSC reads lower than an earlier read on another vCPU;\n"
+	       "save/vCPU, restore/vCPU: time in ioctls per vCPU, staggers left out, one\n"
+	       "run (noisy: --cost measures it).\n");
 }
 
 static void usage(void)

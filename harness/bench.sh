@@ -6,6 +6,11 @@ SCRIPT_NAME=bench
 . "$(dirname "$0")/lib.sh"
 
 BENCH_DIR=${BENCH_DIR:-$BUILD_DIR/bench}
+COST_VCPUS=${COST_VCPUS:-1 2 4 8 16 32 64 128 256}
+COST_ROUNDS=${COST_ROUNDS:-15}
+COST_PASSES=${COST_PASSES:-5}
+# The methods of the cost sweep, legacy (the reference of the ratios) first.
+readonly COST_METHODS="legacy upstream tsc-state"
 
 usage() {
 	cat <<USAGE
@@ -15,10 +20,29 @@ Boots the patched kernel once and runs demo/tsc_migrate with every
 method (legacy, upstream, tsc-state and the rfc2020 model) over one-
 dimensional sweeps around the defaults (4 vCPUs, 500 ms downtime, 100 ms
 between per-vCPU calls): vCPUs 1-32, downtime 0.1-10 s, stagger 0-1 s and
-the 2020 review's 1 s / 2 s, CLOCK_REALTIME steps of -1 s and +1 s.
-Writes BENCH_DIR ($BENCH_DIR): results.csv, one PNG per sweep
-(gnuplot) and table.txt.  Prints figures; asserts nothing.  'report'
-only redoes the CSV, plots and table from the last run's log.
+the 2020 review's 1 s / 2 s, CLOCK_REALTIME steps of -1 s and +1 s.  Then
+the cost sweep: tsc_migrate --cost for vCPUs $COST_VCPUS (VMs whose
+vCPUs never run), $COST_ROUNDS rounds of saving and restoring every vCPU
+back to back with legacy, upstream and tsc-state, the whole sweep
+$COST_PASSES times over (so that a slow spell of the emulator's host hits
+one pass, not every figure): the per-vCPU cost of each method, the median
+of the passes' medians, side by side, and its ratio to legacy.
+
+Writes BENCH_DIR ($BENCH_DIR): results.csv (the sweeps), cost.csv (the
+cost sweep, one row per vCPU count, methods side by side, x legacy),
+cost-detail.csv (per method and count: the median and the range of the
+passes' medians), cost-runs.csv (every pass), PNG plots (gnuplot; log y
+axes where methods differ by orders of magnitude) and table.txt.  Prints
+figures, and whether tsc-state's per-vCPU cost at the most vCPUs is within
+1.5x of the cost at 1; asserts nothing.  'report' only redoes the CSVs,
+plots and tables from the last run's log.
+
+Environment:
+  COST_VCPUS    vCPU counts of the cost sweep (default: $COST_VCPUS)
+  COST_ROUNDS   rounds per count and pass (default $COST_ROUNDS)
+  COST_PASSES   passes of the whole cost sweep (default $COST_PASSES)
+  NO_BUILD=1    boot the kernel and selftests already built in KBUILD_DIR
+                and SELFTEST_DIR: no packages, apply or build steps
 USAGE
 }
 
@@ -38,19 +62,36 @@ write_set() {
 	for s in -1000 1000; do
 		echo "tsc_migrate 600 --csv -m all -m rfc2020 -n 4 -d 500 -s 100 -c $s" >>"$set"
 	done
+	for _ in $(seq "$COST_PASSES"); do
+		for v in $COST_VCPUS; do
+			echo "tsc_migrate 900 --csv --cost $COST_ROUNDS -m all -n $v" >>"$set"
+		done
+	done
 }
 
-# plot PNG TITLE XLABEL YLABEL XCOL YEXPR FILTER: one line per method.
+# plot_style METHOD: gnuplot line style of a method's line.
+plot_style() {
+	case "$1" in
+	tsc-state) echo "lw 2 pt 7 ps 0.8" ;;
+	rfc2020) echo "dt 2 lw 2 pt 4" ;;
+	*) echo "lw 1" ;;
+	esac
+}
+
+# plot PNG TITLE XLABEL YLABEL XCOL YEXPR FILTER [log]: one line per method;
+# 'log' for a log y axis too.
 plot() {
-	local png=$1 title=$2 xlabel=$3 ylabel=$4 xcol=$5 yexpr=$6 filter=$7 m
+	local png=$1 title=$2 xlabel=$3 ylabel=$4 xcol=$5 yexpr=$6 filter=$7 logy=${8:-} m
 	local cmds="set terminal pngcairo size 900,560 noenhanced; set output '$png';"
 	cmds+="set title '$title'; set xlabel '$xlabel'; set ylabel '$ylabel';"
 	cmds+="set key top left; set grid; set logscale x; set datafile separator ',';"
+	[ "$logy" = log ] && cmds+="set logscale y; set grid mytics;"
 	cmds+="plot"
 	for m in legacy upstream tsc-state rfc2020; do
 		awk -F, -v m="$m" "NR > 1 && \$1 == m && ($filter)" "$BENCH_DIR/results.csv" |
 			sort -t, -k"$xcol","$xcol"n >"$BENCH_DIR/$m.dat"
-		cmds+=" '$BENCH_DIR/$m.dat' using $xcol:($yexpr) with linespoints title '$m',"
+		# rfc2020 dashed: where it meets tsc-state, both show.
+		cmds+=" '$BENCH_DIR/$m.dat' using $xcol:($yexpr) with linespoints $(plot_style "$m") title '$m',"
 	done
 	gnuplot -e "${cmds%,}" || die "$EXIT_TESTS" "gnuplot failed for $png"
 	log "plot: $png"
@@ -84,13 +125,125 @@ plot_scenarios() {
 	log "plot: $png"
 }
 
+# plot_cost PNG TITLE COL: per-vCPU cost of each method of the cost sweep
+# against the vCPUs: column COL of cost-detail.csv (the median of the
+# passes), the range of the passes (the two columns after it) as bars.  A
+# log y axis when the methods' medians differ by more than 10x.
+plot_cost() {
+	local png=$1 title=$2 col=$3 m cmds spread
+	cmds="set terminal pngcairo size 900,560 noenhanced; set output '$png';"
+	cmds+="set title '$title'; set xlabel 'vCPUs (log)'; set ylabel 'us per vCPU and call';"
+	cmds+="set key top right; set grid; set logscale x 2; set xtics (1,2,4,8,16,32,64,128,256);"
+	cmds+="set datafile separator ','; set offsets graph 0.03, graph 0.03, 0, 0;"
+	spread=$(awk -F, -v c="$col" 'NR > 1 { if (min == "" || $c < min) min = $c; if ($c > max) max = $c }
+		END { print (min > 0 && max / min > 10) ? "log" : "linear" }' "$BENCH_DIR/cost-detail.csv")
+	if [ "$spread" = log ]; then
+		cmds+="set logscale y; set grid mytics;"
+	else
+		cmds+="set yrange [0:*];"
+	fi
+	cmds+="plot"
+	for m in $COST_METHODS; do
+		awk -F, -v m="$m" -v c="$col" 'NR > 1 && $1 == m { print $2 "," $c "," $(c + 1) "," $(c + 2) }' \
+			"$BENCH_DIR/cost-detail.csv" | sort -t, -k1,1n >"$BENCH_DIR/$m.cost"
+		cmds+=" '$BENCH_DIR/$m.cost' using 1:2:3:4 with yerrorlines $(plot_style "$m") title '$m',"
+	done
+	gnuplot -e "${cmds%,}" || die "$EXIT_TESTS" "gnuplot failed for $png"
+	log "plot: $png"
+}
+
+# cost_runs: cost-runs.csv, every cost row of the last run's log with its
+# pass (the how-manieth time its method and vCPU count came).
+cost_runs() {
+	tr -d '\r' <"$LOG_DIR/bench.ktap.log" | sed -n 's/^# cost://p' |
+		awk -F, '$1 == "method" { if (!hdr++) print "pass," $0; next }
+			{ print ++pass[$1 "," $2] "," $0 }' >"$BENCH_DIR/cost-runs.csv"
+}
+
+# cost_detail: cost-detail.csv from cost-runs.csv: per method and vCPU
+# count, the median of the passes' median save and restore costs and the
+# lowest and highest of them, and the largest skew seen.
+cost_detail() {
+	awk -F, '
+		function median(list, n,   v, i, j, t) {
+			n = split(list, v, " ")
+			for (i = 2; i <= n; i++)
+				for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+			lo = v[1]; hi = v[n]
+			return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}
+		NR == 1 { next }
+		{
+			k = $2 "," $3
+			if (!(k in passes)) order[++nk] = k
+			passes[k]++; rounds[k] = $4; calls[k] = $5
+			save[k] = save[k] " " $6; restore[k] = restore[k] " " $9
+			if ($12 > skew[k] || passes[k] == 1) skew[k] = $12
+		}
+		END {
+			print "method,vcpus,passes,rounds,calls,save_us,save_min_us,save_max_us,restore_us,restore_min_us,restore_max_us,max_skew_cycles"
+			for (i = 1; i <= nk; i++) {
+				k = order[i]
+				sm = median(save[k]); slo = lo; shi = hi
+				rm = median(restore[k])
+				printf "%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%s\n", k, passes[k], rounds[k], calls[k],
+					sm, slo, shi, rm, lo, hi, skew[k]
+			}
+		}' "$BENCH_DIR/cost-runs.csv" >"$BENCH_DIR/cost-detail.csv"
+}
+
+# cost_table: cost.csv from cost-detail.csv, one row per vCPU count, the
+# methods side by side with their ratio to legacy.
+cost_table() {
+	awk -F, -v methods="$COST_METHODS" '
+		NR == 1 { next }
+		{ save[$1, $2] = $6; restore[$1, $2] = $9; if (!seen[$2]++) n[++nv] = $2 }
+		END {
+			nm = split(methods, m, " ")
+			line = "vcpus"
+			for (k = 1; k <= nm; k++) line = line "," m[k] "_save_us" (k > 1 ? "," m[k] "_save_x" : "")
+			for (k = 1; k <= nm; k++) line = line "," m[k] "_restore_us" (k > 1 ? "," m[k] "_restore_x" : "")
+			print line
+			for (i = 1; i <= nv; i++) {
+				v = n[i]; line = v
+				for (k = 1; k <= nm; k++) {
+					line = line "," save[m[k], v]
+					if (k > 1) line = line "," (save[m[1], v] > 0 ? sprintf("%.2f", save[m[k], v] / save[m[1], v]) : "")
+				}
+				for (k = 1; k <= nm; k++) {
+					line = line "," restore[m[k], v]
+					if (k > 1) line = line "," (restore[m[1], v] > 0 ? sprintf("%.2f", restore[m[k], v] / restore[m[1], v]) : "")
+				}
+				print line
+			}
+		}' "$BENCH_DIR/cost-detail.csv" | sort -t, -k1,1n >"$BENCH_DIR/cost.csv"
+}
+
+# cost_verdict: tsc-state's per-vCPU cost at the most vCPUs against 1 vCPU.
+cost_verdict() {
+	awk -F, 'NR > 1 && $1 == "tsc-state" {
+			if (lo == "" || $2 < lo) { lo = $2; s1 = $6; r1 = $9 }
+			if (hi == "" || $2 > hi) { hi = $2; sn = $6; rn = $9 }
+		}
+		END {
+			if (lo == "" || s1 <= 0 || r1 <= 0) { print "tsc-state: no cost rows"; exit }
+			printf "tsc-state per-vCPU cost, %d vCPUs against %d: save %.2f / %.2f us = x%.2f, restore %.2f / %.2f us = x%.2f: %s\n",
+				hi, lo, sn, s1, sn / s1, rn, r1, rn / r1,
+				(sn / s1 <= 1.5 && rn / r1 <= 1.5) ? "within 1.5x (O(1) per call)" : "NOT within 1.5x"
+		}' "$BENCH_DIR/cost-detail.csv"
+}
+
 main() {
 	case "${1:-}" in
 	-h|--help) usage; exit 0 ;;
 	report) report; exit 0 ;;
 	esac
 	"$HARNESS_DIR/deps.sh" gnuplot-nox bsdextrautils
-	build_series
+	if [ "${NO_BUILD:-0}" = 1 ]; then
+		log "NO_BUILD=1: booting $KBUILD_DIR as it is"
+	else
+		build_series
+	fi
 	mkdir -p "$BENCH_DIR"
 	write_set "$BENCH_DIR/bench.list"
 	local status=0
@@ -108,17 +261,31 @@ report() {
 		tr -d '\r' <"$LOG_DIR/bench.ktap.log" | sed -n '/^# csv:method,/d; s/^# csv://p'
 	} >"$BENCH_DIR/results.csv"
 	log "$(($(wc -l <"$BENCH_DIR/results.csv") - 1)) result rows in $BENCH_DIR/results.csv"
+	cost_runs
+	cost_detail
+	cost_table
+	log "$(($(wc -l <"$BENCH_DIR/cost.csv") - 1)) vCPU counts in $BENCH_DIR/cost.csv"
 	# Columns: 1 method 2 vcpus 3 downtime 4 save_stagger 5 restore_stagger
 	# 6 clock_step 7 skew 8 error_us 9 tsc_stable 10 violations 11 save_us 12 restore_us
 	plot_scenarios "$BENCH_DIR/skew-by-scenario.png"
 	plot "$BENCH_DIR/error-vs-downtime.png" "|Guest TSC error| after restore (4 vCPUs, 100 ms stagger)" \
-		"downtime (ms)" "|error| (us, +0.001)" 3 'abs($8)+0.001' \
-		'$2 == 4 && $4 == 100 && $5 == 100 && $6 == 0'
-	plot "$BENCH_DIR/restore-cost-vs-vcpus.png" "Restore cost per vCPU (500 ms downtime, 100 ms stagger)" \
-		"vCPUs" "us per vCPU" 2 '$12' '$3 == 500 && $4 == 100 && $5 == 100 && $6 == 0'
+		"downtime (ms, log)" "|error| (us, log, +0.001)" 3 'abs($8)+0.001' \
+		'$2 == 4 && $4 == 100 && $5 == 100 && $6 == 0' log
+	# cost-detail.csv: 1 method 2 vcpus 3 passes 4 rounds 5 calls 6 save_us
+	# 7-8 its range 9 restore_us 10-11 its range 12 max skew
+	local how
+	how=$(awk -F, 'NR == 2 { print "median of " $3 " passes x " $4 " rounds, bars: range of the passes" }' \
+		"$BENCH_DIR/cost-detail.csv")
+	plot_cost "$BENCH_DIR/restore-cost-vs-vcpus.png" "Restore cost per vCPU, vCPUs never run ($how)" 9
+	plot_cost "$BENCH_DIR/save-cost-vs-vcpus.png" "Save cost per vCPU, vCPUs never run ($how)" 6
 	{
 		echo "Measured $(date -u +%Y-%m-%d) by 'make bench' on $BASE_PACKAGE $BASE_VERSION + patches/, QEMU TCG"
 		column -s, -t "$BENCH_DIR/results.csv"
+		echo
+		echo "Per-vCPU cost (us; the median over the passes of each pass's median; _x: ratio to legacy)"
+		column -s, -t "$BENCH_DIR/cost.csv"
+		echo
+		cost_verdict
 	} >"$BENCH_DIR/table.txt"
 	cat "$BENCH_DIR/table.txt"
 }
