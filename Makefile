@@ -7,7 +7,7 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export \
-	kernel selftests test-parser gates test-gates mutants clean
+	kernel selftests test-parser gates test-gates mutants loop clean
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply patches/,"
@@ -18,7 +18,8 @@ help:
 	@echo "make baseline    re-measure that baseline on the unpatched base"
 	@echo "make check-debug TSC, fuzz and concurrency tests on a KASAN/UBSAN/lockdep kernel"
 	@echo "make check-tree  like check, but test the work tree as it is (no git am, no gates)"
-	@echo "make mutants     plant each bug of harness/mutants/ and check tsc_state_test catches it"
+	@echo "make mutants     plant each bug of harness/mutants/ and check the selftests catch it"
+	@echo "make loop        run the TSC selftests LOOP_COUNT (50) times in one boot: flake counts"
 	@echo "make gates       the series' quality gates (apply, bisect, checkpatch, sparse, ...)"
 	@echo "make test-gates  check that each gate fails on a deliberately broken input"
 	@echo "make tree        apply patches/ to the base in $(BUILD_DIR)/linux"
@@ -42,6 +43,9 @@ test-gates:
 
 mutants:
 	$(H)/mutants.sh
+
+loop:
+	$(H)/loop.sh
 
 demo:
 	$(H)/demo.sh

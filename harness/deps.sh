@@ -23,6 +23,7 @@ PACKAGES=(
 	# harness/gates.sh
 	sparse gcc-multilib g++ g++-multilib
 	python3-sphinx python3-sphinx-rtd-theme python3-yaml graphviz
+	"$DISTRO_CONFIG_PACKAGE"
 )
 
 missing_packages() {
@@ -46,6 +47,8 @@ install_packages() {
 		# The base is pinned to the recorded version.
 		[ "${missing[$i]}" = "$BASE_PACKAGE" ] &&
 			missing[$i]="$BASE_PACKAGE=$BASE_VERSION"
+		[ "${missing[$i]}" = "$DISTRO_CONFIG_PACKAGE" ] &&
+			missing[$i]="$DISTRO_CONFIG_PACKAGE=$DISTRO_CONFIG_VERSION"
 	done
 	run apt-get update -q || die "$EXIT_DEPS" "apt-get update failed"
 	DEBIAN_FRONTEND=noninteractive run apt-get install -y -q \

@@ -6,7 +6,7 @@ set -euo pipefail
 SCRIPT_NAME=gates
 . "$(dirname "$0")/lib.sh"
 
-ALL_GATES=(tools checkpatch cover apply bisect sparse i386 uapi htmldocs maintainers)
+ALL_GATES=(tools checkpatch cover apply bisect sparse i386 distro uapi htmldocs maintainers)
 
 usage() {
 	cat <<USAGE
@@ -28,14 +28,18 @@ time, then "gates: N passed, N failed".
                KVM_INTEL=m KVM_WERROR=y W=1 (no warning the base lacks)
   sparse       make C=2 arch/x86/kvm/x86.o: no sparse warning the base lacks
   i386         a 32-bit kernel with KVM (KVM_WERROR=y) still builds arch/x86/kvm/
+  distro       Debian's production amd64 config (DISTRO_CONFIG, debug info
+               off, KVM=m KVM_AMD=m KVM_INTEL=m): arch/x86/kvm/ builds with
+               W=1 and no warning the base lacks, and the KVM selftests
+               build against that tree's headers
   uapi         the installed headers compile as C and C++ with -m32 and -m64,
                and struct kvm_tsc_state has one layout on both
   htmldocs     make htmldocs SPHINXDIRS=virt: no warning from a file the
                series touches
   maintainers  scripts/get_maintainer.pl names a KVM entry for every file touched
 
-apply runs first whenever bisect, sparse, i386, uapi, htmldocs or
-maintainers is asked for.  Environment: GATES_DIR (default
+apply runs first whenever bisect, sparse, i386, distro, uapi, htmldocs
+or maintainers is asked for.  Environment: GATES_DIR (default
 BUILD_DIR/gates), COVER_LETTER (default PATCH_DIR/0000-cover-letter.patch),
 UAPI_INCLUDE (test the uapi gate on these installed headers instead).
 USAGE
@@ -47,6 +51,7 @@ COVER_LETTER=${COVER_LETTER:-$PATCH_DIR/0000-cover-letter.patch}
 GLOG=$GATES_DIR/logs
 BISECT_OUT=$GATES_DIR/kbuild-x86_64
 I386_OUT=$GATES_DIR/kbuild-i386
+DISTRO_OUT=$GATES_DIR/kbuild-distro
 PREFIXES=()	# commit of each prefix of the series, filled by gate_apply
 
 fail() {
@@ -217,6 +222,57 @@ gate_i386() {
 	log "i386: arch/x86/kvm/ builds with KVM_WERROR=y"
 }
 
+# distro_config: Debian's config in DISTRO_OUT, debug info off (it only
+# slows the build), KVM and both vendor modules as modules.
+distro_config() {
+	local stamp
+	stamp=$(sha256sum <"$DISTRO_CONFIG" | cut -d' ' -f1)
+	if [ -f "$DISTRO_OUT/.config" ] && [ "$(cat "$DISTRO_OUT/.distro-stamp" 2>/dev/null)" = "$stamp" ]; then
+		return 0
+	fi
+	mkdir -p "$DISTRO_OUT"
+	xzcat "$DISTRO_CONFIG" >"$DISTRO_OUT/.config"
+	"$GTREE/scripts/config" --file "$DISTRO_OUT/.config" \
+		-d DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT -d DEBUG_INFO_DWARF4 -d DEBUG_INFO_DWARF5 \
+		-e DEBUG_INFO_NONE -m KVM -m KVM_AMD -m KVM_INTEL
+	run_logged "$GLOG/config-distro.log" make -C "$GTREE" O="$DISTRO_OUT" ARCH=x86_64 olddefconfig ||
+		return 1
+	local opt
+	for opt in CONFIG_KVM=m CONFIG_KVM_AMD=m CONFIG_KVM_INTEL=m CONFIG_KVM_XEN=y \
+		CONFIG_KVM_HYPERV=y CONFIG_KVM_AMD_SEV=y CONFIG_X86_SGX_KVM=y; do
+		grep -qx "$opt" "$DISTRO_OUT/.config" || { log "distro config lacks $opt"; return 1; }
+	done
+	echo "$stamp" >"$DISTRO_OUT/.distro-stamp"
+}
+
+gate_distro() {
+	ensure_prefixes || return 1
+	[ -f "$DISTRO_CONFIG" ] || fail "no $DISTRO_CONFIG: install $DISTRO_CONFIG_PACKAGE" || return 1
+	echo "$DISTRO_CONFIG_SHA256  $DISTRO_CONFIG" | sha256sum -c --quiet - >/dev/null 2>&1 ||
+		fail "$DISTRO_CONFIG is not the recorded $DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION" || return 1
+	gtree checkout -q --detach base
+	distro_config || fail "the distro config does not configure (see $GLOG/config-distro.log)" || return 1
+	build_kvm "$DISTRO_OUT" x86_64 "$GLOG/distro-base.log" W=1 ||
+		{ fail "the base does not build arch/x86/kvm/ with the distro config"; return 1; }
+	gtree checkout -q --detach "${PREFIXES[-1]}"
+	build_kvm "$DISTRO_OUT" x86_64 "$GLOG/distro-series.log" W=1 ||
+		{ fail "the series does not build arch/x86/kvm/ with the distro config (see $GLOG/distro-series.log)"; return 1; }
+	local new
+	new=$(comm -13 "$GLOG/distro-base.log.warnings" "$GLOG/distro-series.log.warnings")
+	if [ -n "$new" ]; then
+		echo "$new" | sed 's/^/  /' >&2
+		fail "the series adds W=1 warnings in arch/x86/kvm/ with the distro config"
+		return 1
+	fi
+	run_logged "$GLOG/distro-selftests.log" make -C "$GTREE" O="$DISTRO_OUT" ARCH=x86_64 headers ||
+		{ fail "make headers failed with the distro config"; return 1; }
+	run_logged "$GLOG/distro-selftests.log" make -C "$GTREE/tools/testing/selftests/kvm" \
+		-j"$JOBS" OUTPUT="$GATES_DIR/selftests-distro" \
+		KHDR_INCLUDES="-isystem $DISTRO_OUT/usr/include" ||
+		{ fail "the KVM selftests do not build against the distro config's headers"; return 1; }
+	log "distro: $(basename "$DISTRO_CONFIG") $DISTRO_CONFIG_VERSION: arch/x86/kvm/ builds with W=1, $(wc -l <"$GLOG/distro-base.log.warnings") warnings on the base and none new; selftests build"
+}
+
 UAPI_LAYOUT_PROG='#include <stdio.h>
 #include <stddef.h>
 #include <linux/kvm.h>
@@ -225,7 +281,8 @@ UAPI_LAYOUT_PROG='#include <stdio.h>
 int main(void)
 {
 	printf("size %zu\n", sizeof(struct kvm_tsc_state));
-	M(flags); M(pad); M(nsec); M(tsc); M(tsc_adjust); M(reserved);
+	M(flags); M(pad); M(nsec); M(tsc); M(tsc_adjust); M(ref_nsec); M(ref_host_tsc);
+	M(reserved);
 	return 0;
 }'
 

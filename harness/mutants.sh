@@ -7,19 +7,21 @@ SCRIPT_NAME=mutants
 . "$(dirname "$0")/lib.sh"
 
 MUTANT_DIR=${MUTANT_DIR:-$BUILD_DIR/mutants}
-MUTANT_SET=${MUTANT_SET:-x86_64/tsc_state_test - -c}
+MUTANT_TESTS="x86_64/tsc_msrs_test
+x86_64/tsc_state_test - -c"
 
 usage() {
 	cat <<USAGE
 usage: $0 [NAME...]
 
 Each harness/mutants/NAME.diff is a bug planted in arch/x86/kvm/x86.c of
-the series, with the tsc_state_test cases that must catch it on its
-"# kills:" line.  For each one (default: all), this applies the diff to
-a git worktree of $TREE_DIR at HEAD ($MUTANT_DIR/linux), builds that
-kernel in $MUTANT_DIR/kbuild with the test kernel's .config, boots it
-with "$MUTANT_SET" and reads which case failed first.  A mutant counts
-as caught when that case is one of its "# kills:" cases.  The selftests
+the series; its "# kills:" line names the selftest that must catch it
+and, for tsc_state_test, the cases that may be the first to fail.  For
+each one (default: all), this applies the diff to a git worktree of
+$TREE_DIR at HEAD ($MUTANT_DIR/linux), builds that kernel in
+$MUTANT_DIR/kbuild with the test kernel's .config, boots it with
+tsc_msrs_test and tsc_state_test -c, and counts the mutant as caught
+when the named test fails (at one of the named cases).  The selftests
 and the work tree are not touched.  Needs a built series (make check or
 make check-tree first).  Prints one line per mutant, then
 "N passed, N failed".
@@ -48,31 +50,38 @@ prepare_worktree() {
 first_failure() {
 	local ktap=$1 src=$2 name
 	while read -r name; do
-		grep -qE "^# ok [0-9]+ $name\$" "$ktap" || { echo "$name"; return; }
+		tr -d '\r' <"$ktap" | grep -qE "^# ok [0-9]+ $name\$" || { echo "$name"; return; }
 	done < <(cases_of "$src")
 	echo none
 }
 
 run_mutant() {
-	local diff=$1 name wt=$MUTANT_DIR/linux kills failed set
+	local diff=$1 name wt=$MUTANT_DIR/linux test cases failed=none ktap set
 	name=$(basename "$diff" .diff)
-	kills=$(sed -n 's/^# kills: //p' "$diff")
+	read -r test cases < <(sed -n 's/^# kills: //p' "$diff")
 	git -C "$wt" reset -q --hard
 	git -C "$wt" apply "$diff" || die "$EXIT_USAGE" "$diff does not apply to the series"
 	run_logged "$MUTANT_DIR/build.log" make -C "$wt" O="$MUTANT_DIR/kbuild" ARCH=x86_64 \
-		-j"$JOBS" bzImage modules || die "$EXIT_BUILD" "mutant $name does not build"
+		-j"$JOBS" bzImage modules headers || die "$EXIT_BUILD" "mutant $name does not build"
 	set=$MUTANT_DIR/$name.list
-	echo "$MUTANT_SET" >"$set"
+	echo "$MUTANT_TESTS" >"$set"
 	BUILD_DIR=$MUTANT_DIR LOG_DIR=$MUTANT_DIR/logs TREE_DIR=$wt KBUILD_DIR=$MUTANT_DIR/kbuild \
+		SELFTEST_DIR=$SELFTEST_DIR \
 		"$HARNESS_DIR/boot.sh" "$set" "$name" >"$MUTANT_DIR/$name.out" 2>&1 || true
-	failed=$(first_failure "$MUTANT_DIR/logs/$name.ktap.log" \
-		"$wt/tools/testing/selftests/kvm/x86_64/tsc_state_test.c")
+	ktap=$MUTANT_DIR/logs/$name.ktap.log
 	git -C "$wt" reset -q --hard
-	if [[ " $kills " == *" $failed "* ]]; then
-		printf 'caught  %-24s by %s\n' "$name" "$failed"
+	if grep -qE "^not ok [0-9]+ selftests: kvm: x86_64/$test( |\$)" "$ktap"; then
+		failed=$test
+		if [ "$test" = tsc_state_test ]; then
+			failed=$(first_failure "$ktap" "$wt/tools/testing/selftests/kvm/x86_64/tsc_state_test.c")
+		fi
+	fi
+	if [ "$failed" != none ] && { [ -z "$cases" ] || [[ " $cases " == *" $failed "* ]]; }; then
+		printf 'caught  %-24s by %s %s\n' "$name" "$test" "${failed#"$test"}"
 		return 0
 	fi
-	printf 'MISSED  %-24s first failing case: %s (expected: %s)\n' "$name" "$failed" "$kills"
+	printf 'MISSED  %-24s %s: first failing case %s (expected: %s)\n' "$name" "$test" \
+		"$failed" "${cases:-any}"
 	return 1
 }
 
