@@ -77,7 +77,7 @@ run_mutant() {
 		fi
 	fi
 	if [ "$failed" != none ] && { [ -z "$cases" ] || [[ " $cases " == *" $failed "* ]]; }; then
-		printf 'caught  %-24s by %s %s\n' "$name" "$test" "${failed#"$test"}"
+		printf "caught  %-24s by %s%s\n" "$name" "$test" "${failed:+ ${failed#"$test"}}"
 		return 0
 	fi
 	printf 'MISSED  %-24s %s: first failing case %s (expected: %s)\n' "$name" "$test" \
