@@ -58,6 +58,7 @@ static void strip_unmodelled(struct kvm_tsc_state *st)
 static uint64_t rng_state;
 static int iterations = 2000;
 static int failures;
+static const char *volatile running = "setup";	/* the case, for the watchdog */
 static uint32_t host_khz;	/* KVM's default guest rate: the host TSC's */
 
 /* xorshift64*, per thread through an explicit state. */
@@ -669,6 +670,7 @@ static void fuzz(enum vcpu_state state)
 	char why[320] = "", name[64];
 	struct target t = { 0 };
 
+	running = state_ids[state];
 	create_vm(&t.vm, 2, flags);
 	t.has_adjust = vm_has_tsc_adjust(flags);
 	t.page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -740,18 +742,24 @@ static void fuzz(enum vcpu_state state)
 /* Concurrency: everything at once on one VM while its vCPUs run. */
 struct conc {
 	struct vm *vm;
+	const char *name;
 	int id;
 	int iters;
+	volatile int done;	/* iterations done, for the watchdog */
 	int bad_errno;
 	char why[128];
 };
+
+/* What the watchdog reports: the concurrency threads. */
+static struct conc *volatile conc_threads;
+static volatile int conc_nr;
 
 static void *vcpu_runner(void *p)
 {
 	struct conc *c = p;
 	int i;
 
-	for (i = 0; i < c->iters; i++)
+	for (i = 0; i < c->iters; i++, c->done = i)
 		guest_read_tsc(c->vm, c->id);
 	return NULL;
 }
@@ -764,7 +772,7 @@ static void *state_hammer(void *p)
 	struct target t = { .has_adjust = true };
 	int i;
 
-	for (i = 0; i < c->iters; i++) {
+	for (i = 0; i < c->iters; i++, c->done = i) {
 		int v = rnd(&s) % c->vm->nr_vcpus;
 		struct kvm_tsc_state st = { 0 };
 
@@ -801,7 +809,7 @@ static void *msr_hammer(void *p)
 	uint64_t s = rng_state ^ 0x5a5a;
 	int i;
 
-	for (i = 0; i < c->iters; i++) {
+	for (i = 0; i < c->iters; i++, c->done = i) {
 		struct {
 			struct kvm_msrs hdr;
 			struct kvm_msr_entry e;
@@ -824,7 +832,7 @@ static void *clock_hammer(void *p)
 	struct conc *c = p;
 	int i;
 
-	for (i = 0; i < c->iters; i++) {
+	for (i = 0; i < c->iters; i++, c->done = i) {
 		struct kvm_clock_data d = { 0 };
 
 		if (ioctl(c->vm->fd, KVM_GET_CLOCK, &d)) {
@@ -853,21 +861,25 @@ static void concurrency(void)
 	struct vm vm;
 	uint64_t start = now_ns(CLOCK_MONOTONIC);
 
+	running = "concurrency";
 	create_vm(&vm, RUNNERS, VM_DISABLE_TSC_QUIRK);
+	conc_threads = c;
 	for (i = 0; i < RUNNERS; i++, n++) {
-		c[n] = (struct conc) { .vm = &vm, .id = i, .iters = it };
+		c[n] = (struct conc) { .vm = &vm, .name = "vCPU runner", .id = i, .iters = it };
 		pthread_create(&t[n], NULL, vcpu_runner, &c[n]);
+		conc_nr = n + 1;
 	}
 	for (i = 0; i < HAMMERS; i++, n++) {
-		c[n] = (struct conc) { .vm = &vm, .id = i + 1, .iters = it };
+		c[n] = (struct conc) { .vm = &vm, .name = "GET/SET", .id = i + 1, .iters = it };
 		pthread_create(&t[n], NULL, state_hammer, &c[n]);
+		conc_nr = n + 1;
 	}
-	c[n] = (struct conc) { .vm = &vm, .iters = it };
+	c[n] = (struct conc) { .vm = &vm, .name = "MSR", .iters = it };
 	pthread_create(&t[n], NULL, msr_hammer, &c[n]);
-	n++;
-	c[n] = (struct conc) { .vm = &vm, .iters = it / 4 };
+	conc_nr = ++n;
+	c[n] = (struct conc) { .vm = &vm, .name = "clock", .iters = it / 4 };
 	pthread_create(&t[n], NULL, clock_hammer, &c[n]);
-	n++;
+	conc_nr = ++n;
 	for (i = 0; i < n; i++) {
 		pthread_join(t[i], NULL);
 		if (c[i].bad_errno && !bad) {
@@ -892,6 +904,7 @@ static void concurrency(void)
 			bad++;
 		}
 	}
+	conc_nr = 0;
 	printf("# concurrency: %d vCPU runners x %d runs, %d GET/SET threads x %d, 1 MSR thread x %d, 1 clock thread x %d: %.1f s\n",
 	       RUNNERS, it, HAMMERS, it, it, it / 4, (now_ns(CLOCK_MONOTONIC) - start) / 1e9);
 	report(!bad, "concurrency", "%s", why);
@@ -925,6 +938,7 @@ static void clock_steps(void)
 		printf("ok %d clock_steps # SKIP needs root to step CLOCK_REALTIME\n", case_num);
 		return;
 	}
+	running = "clock_steps";
 	create_vm(&vm, 2, VM_DISABLE_TSC_QUIRK);
 	{
 		/* Far from 0, so that no step takes the TSC below it (ERANGE). */
@@ -1014,6 +1028,7 @@ static void lifetime(void)
 	int i, n = iterations / 20, bad = 0;
 	char why[96] = "";
 
+	running = "lifetime";
 	for (i = 0; i < n && !bad; i++) {
 		struct lifetime l = { 0 };
 		pthread_t t;
@@ -1041,7 +1056,13 @@ static void lifetime(void)
 
 static void watchdog(int sig)
 {
+	int i;
+
 	(void)sig;
+	printf("# watchdog: in %s after %d s\n", running, WATCHDOG_S);
+	for (i = 0; i < conc_nr; i++)
+		printf("# watchdog: %s thread %d: %d of %d iterations done\n", conc_threads[i].name,
+		       conc_threads[i].id, conc_threads[i].done, conc_threads[i].iters);
 	printf("Bail out! watchdog: not finished after %d s (deadlock?)\n", WATCHDOG_S);
 	fflush(stdout);
 	_exit(1);
