@@ -15,6 +15,7 @@
  * counts; a watchdog fails the run if it does not finish (deadlock).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1078,12 +1079,55 @@ static void lifetime(void)
 	report(!bad, "lifetime", "%s", why);
 }
 
+/* Print @path's first line after @what, for the watchdog. */
+static void print_file(const char *what, const char *path)
+{
+	char buf[256] = "?";
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			strcpy(buf, "?");
+		fclose(f);
+	}
+	buf[strcspn(buf, "\n")] = 0;
+	printf(" %s %s", what, buf);
+}
+
+/*
+ * Where each thread is: its state (R: running, in the kernel if in a
+ * syscall; S/D: sleeping), the kernel function it waits in, its syscall.
+ */
+static void dump_threads(void)
+{
+	struct dirent *d;
+	char path[300];
+	DIR *dir = opendir("/proc/self/task");
+
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.')
+			continue;
+		printf("# watchdog: tid %s:", d->d_name);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stat", d->d_name);
+		print_file("stat", path);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", d->d_name);
+		print_file("wchan", path);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", d->d_name);
+		print_file("syscall", path);
+		printf("\n");
+	}
+	closedir(dir);
+}
+
 static void watchdog(int sig)
 {
 	int i;
 
 	(void)sig;
 	printf("# watchdog: in %s after %d s\n", running, WATCHDOG_S);
+	dump_threads();
 	for (i = 0; i < conc_nr; i++)
 		printf("# watchdog: %s thread %d: %d of %d iterations done\n", conc_threads[i].name,
 		       conc_threads[i].id, conc_threads[i].done, conc_threads[i].iters);
