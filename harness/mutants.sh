@@ -50,7 +50,8 @@ prepare_worktree() {
 first_failure() {
 	local ktap=$1 src=$2 name
 	while read -r name; do
-		tr -d '\r' <"$ktap" | grep -qE "^# ok [0-9]+ $name\$" || { echo "$name"; return; }
+		tr -d '\r' <"$ktap" | grep -qE "^# ok [0-9]+ (# SKIP )?$name( |\$)" ||
+			{ echo "$name"; return; }
 	done < <(cases_of "$src")
 	echo none
 }
