@@ -6,21 +6,30 @@
  * code for a VMM developer.
  *
  *   legacy     KVM_GET_MSRS / KVM_SET_MSRS of IA32_TSC and IA32_TSC_ADJUST,
- *              what VMMs do today
+ *              what VMMs do today; kvmclock as QEMU 7.2 does it: KVM_GET_CLOCK
+ *              before the vCPUs' saves, KVM_SET_CLOCK of that value
+ *              (flags 0) after their restores
  *   upstream   KVM_GET_CLOCK (realtime + host TSC) and KVM_VCPU_TSC_OFFSET,
  *              the Linux 5.16+ recipe of Documentation/virt/kvm/devices/vcpu.rst
+ *              (kvmclock: KVM_SET_CLOCK with KVM_CLOCK_REALTIME first)
  *   tsc-state  KVM_GET_TSC_STATE / KVM_SET_TSC_STATE with
  *              KVM_X86_QUIRK_TSC_HOST_ACCESS disabled, every vCPU of a side
  *              evaluated at one shared (clock, host TSC) reference: the one
- *              returned by the first vCPU's call
+ *              returned by the first vCPU's call; kvmclock restored with
+ *              the TSC by the last vCPU's KVM_SET_TSC_STATE
+ *              (KVM_TSC_STATE_KVMCLOCK_VALID), no KVM_SET_CLOCK
  *   rfc2020    (only with -m rfc2020) a userspace model of the 2020 RFC's
  *              per-vCPU algorithm: a fresh (CLOCK_REALTIME, host TSC) pair
- *              from KVM_GET_CLOCK for every vCPU's save and restore
+ *              from KVM_GET_CLOCK for every vCPU's save and restore;
+ *              kvmclock as legacy (the RFC left it to KVM_SET_CLOCK)
  *
  * The guest is a real-mode loop that reads its TSC and reports it with two
  * OUTs.  Source and destination run on the same host TSC, so the ideal
  * destination offset is exactly the source's: every error is measured
- * exactly, in cycles, from KVM_VCPU_TSC_OFFSET.
+ * exactly, in cycles, from KVM_VCPU_TSC_OFFSET.  How far each way moves
+ * kvmclock against the TSC is measured as KVM reports them: vCPU 0's
+ * (TSC, kvmclock) pair from KVM_GET_TSC_STATE, which only reads, just
+ * before the save and after the restored vCPUs have run.
  *
  * With --cost the program only measures what the save and the restore of
  * every vCPU cost each method: rounds of both, back to back, in VMs whose
@@ -64,6 +73,10 @@ struct result {
 	double save_us, restore_us;	/* per vCPU, ioctls only; --cost: medians */
 	double save_q1, save_q3, restore_q1, restore_q3;	/* --cost: quartiles */
 	int calls;		/* --cost: saves (and restores) per round and vCPU */
+	bool has_kvmclock;	/* KVM_GET_TSC_STATE reported kvmclock on both sides */
+	int64_t kvmclock_tsc;	/* kvmclock's move minus the TSC's, ns, after the vCPUs ran */
+	int64_t kvmclock_tsc_prerun;	/* the same, before they ran */
+	int64_t tsc_move_ns;	/* the TSC's move, ns, after the vCPUs ran */
 };
 
 
@@ -75,7 +88,7 @@ struct msrs2 {
 /* What a method saves on the source, per VM and per vCPU. */
 struct saved {
 	struct msrs2 msrs[MAX_VCPUS];			/* legacy */
-	struct kvm_clock_data clock;			/* upstream */
+	struct kvm_clock_data clock;			/* legacy, upstream, rfc2020 */
 	uint64_t offset[MAX_VCPUS];			/* upstream, rfc2020 */
 	struct kvm_clock_data pair[MAX_VCPUS];		/* rfc2020 */
 	struct kvm_tsc_state state[MAX_VCPUS];		/* tsc-state */
@@ -116,7 +129,8 @@ static uint64_t save(enum method m, struct vm *src, struct saved *s, const struc
 	int i;
 
 	stopwatch_start(&w);
-	if (m == UPSTREAM)
+	/* legacy and rfc2020: kvmclock when the VM stops, as QEMU saves it. */
+	if (m == UPSTREAM || m == LEGACY || m == RFC2020)
 		xioctl(src->fd, KVM_GET_CLOCK, &s->clock, "KVM_GET_CLOCK");
 	for (i = 0; i < src->nr_vcpus; i++) {
 		if (i && o->save_stagger_ms) {
@@ -235,6 +249,13 @@ static uint64_t restore(enum method m, struct vm *dst, struct saved *s, const st
 			struct kvm_tsc_state st = s->state[i];
 
 			st.flags &= ~KVM_TSC_STATE_REFERENCE_VALID;
+			/*
+			 * kvmclock is VM-wide and each setting updates every
+			 * vCPU's: set it once, with the last vCPU's TSC, when
+			 * every offset is in place.
+			 */
+			if (i != dst->nr_vcpus - 1)
+				st.flags &= ~KVM_TSC_STATE_KVMCLOCK_VALID;
 			if (i) {
 				st.flags |= KVM_TSC_STATE_REFERENCE_VALID;
 				st.ref_nsec = ref.ref_nsec;
@@ -264,15 +285,55 @@ static uint64_t restore(enum method m, struct vm *dst, struct saved *s, const st
 			break;
 		}
 	}
+	if (m == LEGACY || m == RFC2020) {
+		/* kvmclock when the VM starts, as QEMU 7.2 restores it: the saved value. */
+		struct kvm_clock_data set = { .clock = s->clock.clock };
+
+		xioctl(dst->fd, KVM_SET_CLOCK, &set, "KVM_SET_CLOCK");
+	}
 	stopwatch_stop(&w);
 	restore_clock();
 	return w.busy;
+}
+
+/* Whether KVM_GET_TSC_STATE is there to read a VM's clocks with. */
+static bool have_precise_tsc;
+
+/* vCPU 0's TSC and the VM's kvmclock at one fresh reference; false without kvmclock. */
+static bool read_clocks(struct vm *vm, uint64_t *tsc, uint64_t *kvmclock)
+{
+	struct kvm_tsc_state st = { 0 };
+
+	if (!have_precise_tsc)
+		return false;
+	tsc_state_ioctl(vm, 0, KVM_GET_TSC_STATE, &st);
+	if (!(st.flags & KVM_TSC_STATE_KVMCLOCK_VALID))
+		return false;
+	*tsc = st.tsc;
+	*kvmclock = st.kvmclock_ns;
+	return true;
+}
+
+/* Guest TSC cycles in ns at the guest frequency, exactly, rounded to nearest. */
+static int64_t cycles_to_ns(int64_t cycles)
+{
+	__int128 c = cycles < 0 ? -(__int128)cycles : cycles;
+	__int128 ns = (c * 1000000 + tsc_khz / 2) / tsc_khz;
+
+	return (int64_t)(cycles < 0 ? -ns : ns);
+}
+
+/* How much more kvmclock moved than the TSC between two read_clocks(), in ns. */
+static int64_t kvmclock_vs_tsc(uint64_t tsc_s, uint64_t clock_s, uint64_t tsc_d, uint64_t clock_d)
+{
+	return (int64_t)(clock_d - clock_s) - cycles_to_ns((int64_t)(tsc_d - tsc_s));
 }
 
 static void run_method(enum method m, const struct options *o, struct result *r)
 {
 	static struct saved s;
 	uint64_t src_offset, t, min = UINT64_MAX, max = 0, last = 0;
+	uint64_t tsc_s = 0, clock_s = 0, tsc_d, clock_d;
 	struct vm src, dst;
 	struct kvm_clock_data clock;
 	int i, round;
@@ -284,6 +345,7 @@ static void run_method(enum method m, const struct options *o, struct result *r)
 		guest_read_tsc(&src, i);		/* the source runs */
 	src_offset = get_offset(&src, 0);
 
+	r->has_kvmclock = read_clocks(&src, &tsc_s, &clock_s);
 	r->save_us = save(m, &src, &s, o) / 1000.0 / o->nr_vcpus;
 
 	sleep_ms(o->downtime_ms);
@@ -295,6 +357,10 @@ static void run_method(enum method m, const struct options *o, struct result *r)
 			guest_read_tsc(&dst, i);
 	}
 	r->restore_us = restore(m, &dst, &s, o) / 1000.0 / o->nr_vcpus;
+	if (r->has_kvmclock && read_clocks(&dst, &tsc_d, &clock_d))
+		r->kvmclock_tsc_prerun = kvmclock_vs_tsc(tsc_s, clock_s, tsc_d, clock_d);
+	else
+		r->has_kvmclock = false;
 
 	for (i = 0; i < o->nr_vcpus; i++) {
 		uint64_t off = get_offset(&dst, i);
@@ -306,13 +372,22 @@ static void run_method(enum method m, const struct options *o, struct result *r)
 	/* Same host TSC: the source's offset is the ideal one. */
 	r->error = (int64_t)(get_offset(&dst, 0) - src_offset);
 
-	/* Resume: round-robin reads; a read below an earlier one is a violation. */
-	for (round = 0; round < o->rounds; round++) {
+	/*
+	 * Resume: round-robin reads; a read below an earlier one is a
+	 * violation.  Once every vCPU has run (and taken any master clock
+	 * update the restore left pending), kvmclock against the TSC again:
+	 * what the guest sees.
+	 */
+	for (round = 0; round < (o->rounds ? o->rounds : 1); round++) {
 		for (i = 0; i < o->nr_vcpus; i++) {
 			t = guest_read_tsc(&dst, i);
-			if (t < last)
+			if (o->rounds && t < last)
 				r->violations++;
 			last = t > last ? t : last;
+		}
+		if (!round && r->has_kvmclock && read_clocks(&dst, &tsc_d, &clock_d)) {
+			r->kvmclock_tsc = kvmclock_vs_tsc(tsc_s, clock_s, tsc_d, clock_d);
+			r->tsc_move_ns = cycles_to_ns((int64_t)(tsc_d - tsc_s));
 		}
 	}
 	xioctl(dst.fd, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK");
@@ -337,6 +412,18 @@ static void start_master_clock(struct vm *vm, const char *method)
 	xioctl(vm->fd, KVM_GET_CLOCK, &clock, "KVM_GET_CLOCK");
 	if (!(clock.flags & KVM_CLOCK_HOST_TSC))
 		die("%s: KVM_GET_CLOCK gives no host TSC (no master clock)", method);
+}
+
+/*
+ * Whether kvmclock moved with the TSC: within 10 ns (the pvclock's rounding
+ * on either side) plus 1 ns per second of the TSC's move (the pvclock
+ * scale, 32 significant bits, against the exact guest frequency).
+ */
+static bool kvmclock_with_tsc(const struct result *r)
+{
+	int64_t bound = 10 + llabs(r->tsc_move_ns) / 1000000000;
+
+	return !r->has_kvmclock || llabs(r->kvmclock_tsc) <= bound;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -465,14 +552,19 @@ static void print_results(const struct options *o, struct result *res)
 	int m;
 
 	if (o->csv) {
-		printf("csv:method,vcpus,downtime_ms,save_stagger_ms,restore_stagger_ms,clock_step_ms,skew_cycles,error_us,tsc_stable,violations,save_us,restore_us\n");
+		printf("csv:method,vcpus,downtime_ms,save_stagger_ms,restore_stagger_ms,clock_step_ms,skew_cycles,error_us,tsc_stable,violations,save_us,restore_us,kvmclock_tsc_ns,kvmclock_tsc_prerun_ns\n");
 		for (m = 0; m < NR_METHODS; m++) {
+			char clk[48] = ",";
+
 			if (!res[m].ran)
 				continue;
-			printf("csv:%s,%d,%ld,%ld,%ld,%ld,%" PRId64 ",%.3f,%d,%d,%.2f,%.2f\n",
+			if (res[m].has_kvmclock)
+				snprintf(clk, sizeof(clk), "%" PRId64 ",%" PRId64, res[m].kvmclock_tsc,
+					 res[m].kvmclock_tsc_prerun);
+			printf("csv:%s,%d,%ld,%ld,%ld,%ld,%" PRId64 ",%.3f,%d,%d,%.2f,%.2f,%s\n",
 			       method_names[m], o->nr_vcpus, o->downtime_ms, o->save_stagger_ms,
 			       o->restore_stagger_ms, o->clock_step_ms, res[m].skew, res[m].error * 1000.0 / tsc_khz,
-			       res[m].tsc_stable, res[m].violations, res[m].save_us, res[m].restore_us);
+			       res[m].tsc_stable, res[m].violations, res[m].save_us, res[m].restore_us, clk);
 		}
 		return;
 	}
@@ -480,12 +572,12 @@ static void print_results(const struct options *o, struct result *res)
 	       "CLOCK_REALTIME step %ld ms between the first two restores, guest TSC %u kHz\n\n",
 	       o->nr_vcpus, o->downtime_ms, o->save_stagger_ms, o->restore_stagger_ms,
 	       o->clock_step_ms, tsc_khz);
-	printf("%-10s %14s %14s %11s %11s %15s %15s\n", "method", "max skew", "TSC error",
-	       "TSC_STABLE", "backwards", "save/vCPU", "restore/vCPU");
-	printf("%-10s %14s %14s %11s %11s %15s %15s\n", "", "(cycles)", "(us)",
+	printf("%-10s %14s %14s %13s %11s %11s %15s %15s\n", "method", "max skew", "TSC error",
+	       "kvmclock vs", "TSC_STABLE", "backwards", "save/vCPU", "restore/vCPU");
+	printf("%-10s %14s %14s %13s %11s %11s %15s %15s\n", "", "(cycles)", "(us)", "TSC (ns)",
 	       "", "reads", "(us, x legacy)", "(us, x legacy)");
 	for (m = 0; m < NR_METHODS; m++) {
-		char save[32], rest[32];
+		char save[32], rest[32], clk[24] = "-";
 		double err_us;
 
 		if (!o->methods[m])
@@ -499,12 +591,21 @@ static void print_results(const struct options *o, struct result *res)
 		snprintf(rest, sizeof(rest), "%.1f x%.1f", res[m].restore_us,
 			 legacy_restore > 0 ? res[m].restore_us / legacy_restore : 0.0);
 		err_us = res[m].error * 1000.0 / tsc_khz;
-		printf("%-10s %14" PRId64 " %14.1f %11s %11d %15s %15s\n", method_names[m],
-		       res[m].skew, (err_us < 0.05 && err_us > -0.05) ? 0.0 : err_us,
+		if (res[m].has_kvmclock)
+			snprintf(clk, sizeof(clk), "%" PRId64, res[m].kvmclock_tsc);
+		printf("%-10s %14" PRId64 " %14.1f %13s %11s %11d %15s %15s\n", method_names[m],
+		       res[m].skew, (err_us < 0.05 && err_us > -0.05) ? 0.0 : err_us, clk,
 		       res[m].tsc_stable ? "yes" : "no", res[m].violations, save, rest);
 	}
 	printf("\nmax skew: spread of the destination vCPUs' TSC offsets (0: in phase);\n"
 	       "TSC error: destination TSC minus the ideal (saved TSC + downtime);\n"
+	       "kvmclock vs TSC: how much more the migration moved kvmclock than vCPU 0's\n"
+	       "TSC (KVM_GET_TSC_STATE's pairs before the save and once the restored vCPUs\n"
+	       "ran, the TSC's move in ns at the guest frequency; 0: the guest's kvmclock\n"
+	       "still agrees with its TSC; -: no KVM_GET_TSC_STATE); kvmclock restored by\n"
+	       "KVM_SET_CLOCK of the saved value, flags 0 (legacy, rfc2020: as QEMU 7.2),\n"
+	       "KVM_SET_CLOCK with KVM_CLOCK_REALTIME (upstream), the last vCPU's\n"
+	       "KVM_SET_TSC_STATE with KVM_TSC_STATE_KVMCLOCK_VALID (tsc-state);\n"
 	       "backwards reads: guest TSC reads lower than an earlier read on another vCPU;\n"
 	       "save/vCPU, restore/vCPU: time in ioctls per vCPU, staggers left out, one\n"
 	       "run (noisy: --cost measures it).\n");
@@ -522,7 +623,8 @@ static void usage(void)
 	       "                      the same, for saves or restores only\n"
 	       "  -c, --clock-step MS step CLOCK_REALTIME by MS between the first two\n"
 	       "                      restores, and back afterwards (needs root; default 0)\n"
-	       "  -r, --rounds N      round-robin TSC reads after resume (default 100)\n"
+	       "  -r, --rounds N      round-robin TSC reads after resume (default 100; with\n"
+	       "                      0 every vCPU still runs once, for kvmclock vs TSC)\n"
 	       "  -q, --quick         2 vCPUs, 100 ms downtime, 10 ms stagger, 20 rounds\n"
 	       "  -t, --tai           tsc-state timestamps in CLOCK_TAI, not CLOCK_REALTIME\n"
 	       "      --cost ROUNDS   only measure the cost: ROUNDS rounds (3-1000) of saving\n"
@@ -531,7 +633,9 @@ static void usage(void)
 	       "                      run; prints the median per vCPU (no -d, -s, -c)\n"
 	       "      --csv           CSV output\n"
 	       "      --check         exit 1 unless tsc-state ends with 0-cycle skew,\n"
-	       "                      TSC_STABLE and no backwards reads (--cost: 0-cycle skew)\n",
+	       "                      TSC_STABLE, no backwards reads and kvmclock moved\n"
+	       "                      with the TSC (within 10 ns + 1 ns/s; --cost: 0-cycle\n"
+	       "                      skew)\n",
 	       MAX_VCPUS, COST_CALLS_PER_ROUND);
 }
 
@@ -680,6 +784,7 @@ int main(int argc, char **argv)
 		die("KVM_GET_TSC_KHZ: no guest TSC frequency");
 
 	cap = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRECISE_TSC);
+	have_precise_tsc = cap > 0;
 	if (cap <= 0)
 		res[TSC_STATE].skipped = "this kernel has no KVM_CAP_PRECISE_TSC";
 	else if (!(ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2) &
@@ -713,13 +818,15 @@ int main(int argc, char **argv)
 			printf("check: tsc-state skew 0 cycles\n");
 			return 0;
 		}
-		if (r->skew || !r->tsc_stable || r->violations) {
+		if (r->skew || !r->tsc_stable || r->violations || !kvmclock_with_tsc(r)) {
 			fprintf(stderr, "tsc_migrate: --check failed: tsc-state skew %" PRId64
-				" cycles, TSC_STABLE %s, %d backwards reads\n",
-				r->skew, r->tsc_stable ? "yes" : "no", r->violations);
+				" cycles, TSC_STABLE %s, %d backwards reads, kvmclock vs TSC %" PRId64
+				" ns\n", r->skew, r->tsc_stable ? "yes" : "no", r->violations,
+				r->kvmclock_tsc);
 			return 1;
 		}
-		printf("check: tsc-state skew 0 cycles, TSC_STABLE, no backwards reads\n");
+		printf("check: tsc-state skew 0 cycles, TSC_STABLE, no backwards reads, %s\n",
+		       r->has_kvmclock ? "kvmclock moved with the TSC" : "no kvmclock to compare");
 	}
 	return 0;
 }

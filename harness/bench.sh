@@ -20,7 +20,9 @@ Boots the patched kernel once and runs demo/tsc_migrate with every
 method (legacy, upstream, tsc-state and the rfc2020 model) over one-
 dimensional sweeps around the defaults (4 vCPUs, 500 ms downtime, 100 ms
 between per-vCPU calls): vCPUs 1-32, downtime 0.1-10 s, stagger 0-1 s and
-the 2020 review's 1 s / 2 s, CLOCK_REALTIME steps of -1 s and +1 s.  Then
+the 2020 review's 1 s / 2 s, CLOCK_REALTIME steps of -1 s and +1 s; each
+row with the skew, the TSC error and how far kvmclock moved against the
+TSC (kvmclock_tsc_ns, once the vCPUs ran; kvmclock_tsc_prerun_ns, before).  Then
 the cost sweep: tsc_migrate --cost for vCPUs $COST_VCPUS (VMs whose
 vCPUs never run), $COST_ROUNDS rounds of saving and restoring every vCPU
 back to back with legacy, upstream and tsc-state, the whole sweep
@@ -32,9 +34,11 @@ Writes BENCH_DIR ($BENCH_DIR): results.csv (the sweeps), cost.csv (the
 cost sweep, one row per vCPU count, methods side by side, x legacy),
 cost-detail.csv (per method and count: the median and the range of the
 passes' medians), cost-runs.csv (every pass), PNG plots (gnuplot; log y
-axes where methods differ by orders of magnitude) and table.txt.  Prints
-figures, and whether tsc-state's per-vCPU cost at the most vCPUs is within
-1.5x of the cost at 1; asserts nothing.  'report' only redoes the CSVs,
+axes where methods differ by orders of magnitude: skew and kvmclock vs
+TSC by scenario, error vs downtime, save and restore cost vs vCPUs) and
+table.txt.  Prints figures, each method's range of kvmclock vs TSC, and
+whether tsc-state's per-vCPU cost at the most vCPUs is within 1.5x of the
+cost at 1; asserts nothing.  'report' only redoes the CSVs,
 plots and tables from the last run's log.
 
 Environment:
@@ -97,22 +101,23 @@ plot() {
 	log "plot: $png"
 }
 
-# plot_scenarios PNG: inter-vCPU skew (log scale) of every method in the
-# stagger and clock-step scenarios (4 vCPUs, 500 ms downtime).
+# plot_scenarios PNG TITLE YLABEL COL: column COL of results.csv, its
+# absolute value plus 1 on a log scale, of every method in the stagger and
+# clock-step scenarios (4 vCPUs, 500 ms downtime); rows where it is empty
+# are left out.
 plot_scenarios() {
-	local png=$1 m cmds i=0
+	local png=$1 title=$2 ylabel=$3 col=$4 m cmds i=0
 	cmds="set terminal pngcairo size 1000,560 noenhanced; set output '$png';"
-	cmds+="set title 'Max inter-vCPU TSC skew after restore (4 vCPUs, 500 ms downtime)';"
-	cmds+="set ylabel 'skew in cycles + 1 (log)'; set logscale y; set grid ytics;"
+	cmds+="set title '$title';"
+	cmds+="set ylabel '$ylabel'; set logscale y; set yrange [0.5:*]; set grid ytics;"
 	cmds+="set style data histograms; set style fill solid 0.8; set boxwidth 0.9;"
 	cmds+="set key top left; set xtics rotate by -20; set datafile separator ',';"
 	cmds+="plot"
 	for m in legacy upstream tsc-state rfc2020; do
-		awk -F, -v m="$m" 'NR > 1 && $1 == m && $2 == 4 && $3 == 500 &&
-			($4 != 100 || $5 != 100 || $6 != 0 || 1) {
+		awk -F, -v m="$m" -v c="$col" 'NR > 1 && $1 == m && $2 == 4 && $3 == 500 && $c != "" {
 				if ($6 != 0) label = sprintf("step %+d ms", $6)
 				else label = sprintf("stagger %d/%d ms", $4, $5)
-				print label "," $7 + 1
+				print label "," ($c < 0 ? -$c : $c) + 1
 			}' "$BENCH_DIR/results.csv" | sort -u -t, -k1,1 >"$BENCH_DIR/$m.scen"
 		if [ "$i" = 0 ]; then
 			cmds+=" '$BENCH_DIR/$m.scen' using 2:xtic(1) title '$m',"
@@ -219,6 +224,26 @@ cost_table() {
 		}' "$BENCH_DIR/cost-detail.csv" | sort -t, -k1,1n >"$BENCH_DIR/cost.csv"
 }
 
+# kvmclock_ranges: per method, the lowest and highest kvmclock vs TSC of
+# the sweeps (results.csv column 13: once the vCPUs ran; 14: before).
+kvmclock_ranges() {
+	awk -F, 'NR > 1 && $13 != "" {
+			if (!($1 in lo)) { order[++n] = $1; lo[$1] = hi[$1] = $13; plo[$1] = phi[$1] = $14 }
+			if ($13 < lo[$1]) lo[$1] = $13; if ($13 > hi[$1]) hi[$1] = $13
+			if ($14 < plo[$1]) plo[$1] = $14; if ($14 > phi[$1]) phi[$1] = $14
+			rows[$1]++
+		}
+		END {
+			if (!n) { print "kvmclock vs TSC: not measured (no KVM_GET_TSC_STATE)"; exit }
+			print "kvmclock vs TSC (ns; kvmclock_tsc_ns, lowest to highest over the sweeps):"
+			for (i = 1; i <= n; i++) {
+				m = order[i]
+				printf "  %-10s %12d .. %-12d (before the vCPUs ran: %d .. %d; runs: %d)\n",
+					m, lo[m], hi[m], plo[m], phi[m], rows[m]
+			}
+		}' "$BENCH_DIR/results.csv"
+}
+
 # cost_verdict: tsc-state's per-vCPU cost at the most vCPUs against 1 vCPU.
 cost_verdict() {
 	awk -F, 'NR > 1 && $1 == "tsc-state" {
@@ -267,7 +292,13 @@ report() {
 	log "$(($(wc -l <"$BENCH_DIR/cost.csv") - 1)) vCPU counts in $BENCH_DIR/cost.csv"
 	# Columns: 1 method 2 vcpus 3 downtime 4 save_stagger 5 restore_stagger
 	# 6 clock_step 7 skew 8 error_us 9 tsc_stable 10 violations 11 save_us 12 restore_us
-	plot_scenarios "$BENCH_DIR/skew-by-scenario.png"
+	# 13 kvmclock_tsc_ns (after the vCPUs ran) 14 kvmclock_tsc_prerun_ns
+	plot_scenarios "$BENCH_DIR/skew-by-scenario.png" \
+		"Max inter-vCPU TSC skew after restore (4 vCPUs, 500 ms downtime)" \
+		"skew in cycles + 1 (log)" 7
+	plot_scenarios "$BENCH_DIR/kvmclock-by-scenario.png" \
+		"|kvmclock vs TSC| once the restored vCPUs ran (4 vCPUs, 500 ms downtime)" \
+		"|kvmclock - TSC| in ns + 1 (log)" 13
 	plot "$BENCH_DIR/error-vs-downtime.png" "|Guest TSC error| after restore (4 vCPUs, 100 ms stagger)" \
 		"downtime (ms, log)" "|error| (us, log, +0.001)" 3 'abs($8)+0.001' \
 		'$2 == 4 && $4 == 100 && $5 == 100 && $6 == 0' log
@@ -281,6 +312,8 @@ report() {
 	{
 		echo "Measured $(date -u +%Y-%m-%d) by 'make bench' on $BASE_PACKAGE $BASE_VERSION + patches/, QEMU TCG"
 		column -s, -t "$BENCH_DIR/results.csv"
+		echo
+		kvmclock_ranges
 		echo
 		echo "Per-vCPU cost (us; the median over the passes of each pass's median; _x: ratio to legacy)"
 		column -s, -t "$BENCH_DIR/cost.csv"
