@@ -238,7 +238,7 @@ kvmclock_ranges() {
 			print "kvmclock vs TSC (ns; kvmclock_tsc_ns, lowest to highest over the sweeps):"
 			for (i = 1; i <= n; i++) {
 				m = order[i]
-				printf "  %-10s %12d .. %-12d (before the vCPUs ran: %d .. %d; runs: %d)\n",
+				printf "  %-10s %12.0f .. %-12.0f (before the vCPUs ran: %.0f .. %.0f; runs: %d)\n",
 					m, lo[m], hi[m], plo[m], phi[m], rows[m]
 			}
 		}' "$BENCH_DIR/results.csv"
