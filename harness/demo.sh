@@ -15,7 +15,8 @@ TSC saved, paused 500 ms and restored into a new VM with legacy MSRs, the
 upstream KVM_GET_CLOCK + KVM_VCPU_TSC_OFFSET recipe, and
 KVM_GET/SET_TSC_STATE; with 100 ms between per-vCPU calls, then the 2020
 review's 1 s, then with CLOCK_REALTIME stepped 1 s between two restores.
-Prints one table per scenario.  Logs: LOG_DIR/demo.*.
+Prints one table per scenario (skew, TSC error, kvmclock vs TSC,
+KVM_CLOCK_TSC_STABLE, backwards reads, cost).  Logs: LOG_DIR/demo.*.
 
 Environment:
   NO_BUILD=1   boot the kernel and selftests already built in KBUILD_DIR and
