@@ -33,10 +33,12 @@ main() {
 	QEMU_TIMEOUT=${QEMU_TIMEOUT:-$((LOOP_COUNT * 120 + 600))} \
 		"$HARNESS_DIR/boot.sh" "$looped" loop >"$LOG_DIR/loop.out" || status=$?
 	log "per test, over $LOOP_COUNT rounds:"
+	# The results port's lines end in CR LF.
+	tr -d '\r' <"$LOG_DIR/loop.ktap.log" >"$LOG_DIR/loop.ktap.txt"
 	while read -r name _; do
 		printf '  %-34s %3d passed, %3d failed\n' "$name" \
-			"$(grep -cE "^ok [0-9]+ selftests: kvm: $name( |\$)" "$LOG_DIR/loop.ktap.log" || true)" \
-			"$(grep -cE "^not ok [0-9]+ selftests: kvm: $name( |\$)" "$LOG_DIR/loop.ktap.log" || true)"
+			"$(grep -caE "^ok [0-9]+ selftests: kvm: $name( |\$)" "$LOG_DIR/loop.ktap.txt" || true)" \
+			"$(grep -caE "^not ok [0-9]+ selftests: kvm: $name( |\$)" "$LOG_DIR/loop.ktap.txt" || true)"
 	done < <(grep '^[^#]' "$set")
 	cat "$LOG_DIR/loop.out"
 	return "$status"
