@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0
-# Precise guest TSC migration for KVM x86: the patch series in patches/ and
-# the harness that builds, boots and tests it.  `make help` lists targets.
+# Precise guest TSC migration for KVM x86: the kernel series in
+# patches/linux, the QEMU series in patches/qemu, and the harness that
+# builds, boots and tests them.  `make help` lists targets.
 
 BUILD_DIR ?= $(CURDIR)/build
 export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export \
-	kernel selftests test-parser gates test-gates mutants loop clean
+	kernel selftests test-parser gates test-gates mutants loop clean qemu e2e
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply patches/,"
@@ -22,8 +23,10 @@ help:
 	@echo "make loop        run the TSC selftests LOOP_COUNT (50) times in one boot: flake counts"
 	@echo "make gates       the series' quality gates (apply, bisect, checkpatch, sparse, ...)"
 	@echo "make test-gates  check that each gate fails on a deliberately broken input"
-	@echo "make tree        apply patches/ to the base in $(BUILD_DIR)/linux"
-	@echo "make export      write the work tree's commits back to patches/"
+	@echo "make tree        apply patches/linux and patches/qemu to their bases in $(BUILD_DIR)/{linux,qemu}"
+	@echo "make export      write the work trees' commits back to patches/linux and patches/qemu"
+	@echo "make qemu        build the patched QEMU (static, KVM only) in $(BUILD_DIR)/qemu-build"
+	@echo "make e2e         live-migrate a Debian guest with stock and patched QEMU inside the test VM"
 	@echo "make kernel | selftests | test-parser | deps | clean"
 
 check:
@@ -64,9 +67,17 @@ deps:
 
 tree: deps
 	$(H)/tree.sh apply
+	$(H)/tree.sh qemu apply
 
 export:
 	$(H)/tree.sh export
+	$(H)/tree.sh qemu export
+
+qemu:
+	$(H)/qemu.sh
+
+e2e:
+	$(H)/e2e.sh
 
 kernel:
 	$(H)/kernel.sh

@@ -54,7 +54,11 @@ main() {
 	else
 		stage apply "$HARNESS_DIR/tree.sh" apply
 	fi
+	if [ "${NO_APPLY:-0}" != 1 ]; then
+		stage qemu-apply "$HARNESS_DIR/tree.sh" qemu apply
+	fi
 	stage kernel "$HARNESS_DIR/kernel.sh"
+	stage qemu "$HARNESS_DIR/qemu.sh"
 	stage selftests "$HARNESS_DIR/selftests.sh"
 	stage boot "$HARNESS_DIR/boot.sh" "$set" "$run_name" >"$LOG_DIR/$run_name.out" || status=$?
 	if [ "${NO_GATES:-0}" = 1 ]; then

@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Write patches/0000-cover-letter.patch: harness/cover/body.txt plus the
-# base, shortlog and diffstat of the work tree's series.
+# Write a series' 0000-cover-letter.patch: harness/cover/KIND.txt plus the
+# base, shortlog and diffstat of the work tree's series (KIND: linux, qemu).
 set -euo pipefail
 SCRIPT_NAME=cover
 . "$(dirname "$0")/lib.sh"
 
-COVER_SUBJECT=${COVER_SUBJECT:-"KVM: x86: Precise guest TSC migration"}
-
 usage() {
-	echo "usage: $0   (run by 'harness/tree.sh export')"
+	echo "usage: $0 [linux|qemu]   (run by 'harness/tree.sh [qemu] export')"
+}
+
+# The base lines of the cover letter.
+base_lines() {
+	if [ "$1" = qemu ]; then
+		echo "Base: Debian bookworm's $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION (QEMU 7.2 with"
+		echo "Debian's patches), $QEMU_BASE_DSC sha256 $QEMU_BASE_DSC_SHA256"
+	else
+		echo "Base: Debian $BASE_PACKAGE $BASE_VERSION (Linux $BASE_KERNELVERSION),"
+		echo "$(basename "$BASE_TARBALL") sha256 $BASE_SHA256"
+	fi
 }
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local n author out=$PATCH_DIR/0000-cover-letter.patch
+	local kind=${1:-linux} subject n author out=$PATCH_DIR/0000-cover-letter.patch
+	case "$kind" in
+	linux) subject="KVM: x86: Precise guest TSC migration" ;;
+	qemu) subject="target/i386/kvm: Precise TSC migration with KVM_{GET,SET}_TSC_STATE" ;;
+	*) usage >&2; exit "$EXIT_USAGE" ;;
+	esac
 	n=$(git -C "$TREE_DIR" rev-list --count base..HEAD)
 	author=$(git -C "$TREE_DIR" log -1 --format='%an <%ae>' HEAD)
 	{
 		echo "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001"
 		echo "From: $author"
-		echo "Subject: [PATCH 0/$n] $COVER_SUBJECT"
+		echo "Subject: [PATCH 0/$n] ${COVER_SUBJECT:-$subject}"
 		echo
-		cat "$HARNESS_DIR/cover/body.txt"
+		cat "$HARNESS_DIR/cover/$kind.txt"
 		echo
-		echo "Base: Debian $BASE_PACKAGE $BASE_VERSION (Linux $BASE_KERNELVERSION),"
-		echo "$(basename "$BASE_TARBALL") sha256 $BASE_SHA256"
+		base_lines "$kind"
 		echo
 		git -C "$TREE_DIR" shortlog base..HEAD
 		git -C "$TREE_DIR" diff --stat=72 base..HEAD

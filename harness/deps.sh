@@ -24,6 +24,9 @@ PACKAGES=(
 	sparse gcc-multilib g++ g++-multilib
 	python3-sphinx python3-sphinx-rtd-theme python3-yaml graphviz
 	"$DISTRO_CONFIG_PACKAGE"
+	# harness/tree.sh qemu, harness/qemu.sh (a static QEMU), harness/e2e.sh
+	dpkg-dev meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev
+	libfdt-dev zlib1g-dev seabios
 )
 
 missing_packages() {

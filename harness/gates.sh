@@ -6,7 +6,8 @@ set -euo pipefail
 SCRIPT_NAME=gates
 . "$(dirname "$0")/lib.sh"
 
-ALL_GATES=(tools checkpatch cover apply bisect sparse i386 distro uapi htmldocs maintainers)
+ALL_GATES=(tools checkpatch cover apply bisect sparse i386 distro uapi htmldocs maintainers
+	qemu_checkpatch qemu_cover qemu_headers qemu_bisect)
 
 usage() {
 	cat <<USAGE
@@ -37,6 +38,16 @@ time, then "gates: N passed, N failed".
   htmldocs     make htmldocs SPHINXDIRS=virt: no warning from a file the
                series touches
   maintainers  scripts/get_maintainer.pl names a KVM entry for every file touched
+
+The QEMU series in QEMU_PATCH_DIR ($QEMU_PATCH_DIR):
+  qemu_checkpatch  QEMU's scripts/checkpatch.pl: no error; every warning
+               left is quoted in the QEMU cover letter
+  qemu_cover   the QEMU cover letter has the testing sections, the base and
+               its sha256, and every patch's subject
+  qemu_headers the uAPI the series copies into linux-headers/ is, line for
+               line, the kernel series' (capability, flags, struct, ioctls)
+  qemu_bisect  every prefix applies with git am and builds
+               qemu-system-x86_64 with -Werror (harness/qemu.sh's options)
 
 apply runs first whenever bisect, sparse, i386, distro, uapi, htmldocs
 or maintainers is asked for.  Environment: GATES_DIR (default
@@ -369,6 +380,109 @@ gate_maintainers() {
 	return "$status"
 }
 
+qemu_series_files() {
+	PATCH_DIR=$QEMU_PATCH_DIR series_files
+}
+
+QTREE=$GATES_DIR/qemu-tree
+QBUILD=$GATES_DIR/qemu-build
+QEMU_COVER=$QEMU_PATCH_DIR/0000-cover-letter.patch
+
+gate_qemu_checkpatch() {
+	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply
+	local p out status=0 msg cover
+	cover=$(tr -s ' \n' '  ' <"$QEMU_COVER" 2>/dev/null || true)
+	for p in $(qemu_series_files); do
+		out=$(cd "$QEMU_TREE_DIR" && perl scripts/checkpatch.pl --no-tree -q "$p" 2>&1 || true)
+		if grep -q '^ERROR:' <<<"$out"; then
+			grep -A3 '^ERROR:' <<<"$out" | sed 's/^/  /' >&2
+			fail "QEMU checkpatch errors in $(basename "$p")" || status=1
+		fi
+		while IFS= read -r msg; do
+			[ -n "$msg" ] || continue
+			grep -qF -- "$msg" <<<"$cover" ||
+				fail "$(basename "$p"): '$msg' is not justified in the QEMU cover letter" || status=1
+		done < <(sed -n 's/^WARNING: \(.*\)$/\1/p' <<<"$out" | sed 's/ *$//' | sort -u)
+		log "QEMU checkpatch: $(basename "$p"): $(grep -cE '^(ERROR|WARNING):' <<<"$out" || true) reports"
+	done
+	return "$status"
+}
+
+gate_qemu_cover() {
+	local c=$QEMU_COVER status=0 section p subject
+	[ -f "$c" ] || fail "no QEMU cover letter $c"
+	for section in "Subject: \[PATCH 0/" "Testing" "Not tested" "Intel VMX" \
+		"$QEMU_BASE_VERSION" "$QEMU_BASE_DSC_SHA256" "files changed"; do
+		grep -q -- "$section" "$c" || fail "QEMU cover letter lacks '$section'" || status=1
+	done
+	grep -q "@E2E_RESULTS@" "$c" && { fail "QEMU cover letter still has the @E2E_RESULTS@ placeholder"; status=1; }
+	for p in $(qemu_series_files); do
+		subject=$(sed -n 's/^Subject: \[PATCH[^]]*\] //p' "$p" | head -n 1)
+		grep -qF -- "$subject" "$c" || fail "QEMU cover letter lacks the shortlog line '$subject'" || status=1
+	done
+	log "checked the QEMU cover letter's sections, base, sha256 and shortlog"
+	return "$status"
+}
+
+# uapi_defs FILE: the precise-TSC uAPI of a kvm.h, one item a line.
+uapi_defs() {
+	awk '
+		/^#define KVM_CAP_PRECISE_TSC[ \t]/ ||
+		/^#define KVM_TSC_STATE_[A-Z_]*[ \t]/ ||
+		/^#define KVM_(GET|SET)_TSC_STATE[ \t]/ { $1 = $1; print; next }
+		/^struct kvm_tsc_state \{/ { in_struct = 1 }
+		in_struct { $1 = $1; print; if ($0 ~ /^\};/) in_struct = 0 }
+	' "$1"
+}
+
+gate_qemu_headers() {
+	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply
+	[ -d "$TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" apply
+	local k=$GLOG/uapi-kernel.txt q=$GLOG/uapi-qemu.txt
+	git -C "$TREE_DIR" show HEAD:include/uapi/linux/kvm.h >"$GLOG/kvm-kernel.h"
+	git -C "$QEMU_TREE_DIR" show HEAD:linux-headers/linux/kvm.h >"$GLOG/kvm-qemu.h"
+	uapi_defs "$GLOG/kvm-kernel.h" >"$k"
+	uapi_defs "$GLOG/kvm-qemu.h" >"$q"
+	[ "$(grep -c . "$k")" -ge 19 ] || { fail "found only $(grep -c . "$k") uAPI lines in the kernel's kvm.h"; return 1; }
+	if ! diff -u "$k" "$q" >"$GLOG/uapi.diff"; then
+		sed 's/^/  /' "$GLOG/uapi.diff" >&2
+		fail "patches/qemu's linux-headers/linux/kvm.h differs from the kernel series' uAPI"
+		return 1
+	fi
+	log "linux-headers/linux/kvm.h has the kernel series' $(grep -c . "$k") uAPI lines"
+}
+
+gate_qemu_bisect() {
+	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply
+	local p i=0 n status=0
+	n=$(qemu_series_files | wc -l)
+	if [ ! -e "$QTREE/.git" ]; then
+		rm -rf "$QTREE"
+		git -C "$QEMU_TREE_DIR" worktree prune
+		run git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QTREE" base >&2
+	fi
+	git -C "$QTREE" am --abort >/dev/null 2>&1 || true
+	git -C "$QTREE" checkout -q --detach -f base
+	git -C "$QTREE" clean -q -f -d
+	for p in $(qemu_series_files); do
+		i=$((i + 1))
+		if ! git -C "$QTREE" am -q --whitespace=error-all "$p" >"$GLOG/qemu-am.log" 2>&1; then
+			sed 's/^/  /' "$GLOG/qemu-am.log" >&2
+			git -C "$QTREE" am --abort >/dev/null 2>&1 || true
+			fail "$(basename "$p") does not apply to the QEMU base with git am"
+			return 1
+		fi
+		if ! QEMU_TREE_DIR=$QTREE QEMU_BUILD_DIR=$QBUILD LOG_DIR=$GLOG \
+			"$HARNESS_DIR/qemu.sh" >"$GLOG/qemu-bisect-$i.log" 2>&1; then
+			tail -n 20 "$GLOG/qemu-bisect-$i.log" | sed 's/^/  /' >&2
+			fail "QEMU patches 1-$i do not build (last: $(git -C "$QTREE" log -1 --format=%s))" || status=1
+			break
+		fi
+		log "QEMU prefix $i/$n applies and builds: $(git -C "$QTREE" log -1 --format=%s)"
+	done
+	return "$status"
+}
+
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	local gates=("$@") g start passed=0 failed=0 failed_names=() lines=()
@@ -383,11 +497,11 @@ main() {
 		log "=== gate $g"
 		if "gate_$g"; then
 			passed=$((passed + 1))
-			lines+=("$(printf 'ok   %-12s %4d s' "$g" $(($(date +%s) - start)))")
+			lines+=("$(printf 'ok   %-15s %4d s' "$g" $(($(date +%s) - start)))")
 		else
 			failed=$((failed + 1))
 			failed_names+=("$g")
-			lines+=("$(printf 'FAIL %-12s %4d s' "$g" $(($(date +%s) - start)))")
+			lines+=("$(printf 'FAIL %-15s %4d s' "$g" $(($(date +%s) - start)))")
 		fi
 	done
 	printf '%s\n' "${lines[@]}"

@@ -15,7 +15,11 @@ TREE_DIR=${TREE_DIR:-$BUILD_DIR/linux}
 KBUILD_DIR=${KBUILD_DIR:-$BUILD_DIR/kbuild}
 SELFTEST_DIR=${SELFTEST_DIR:-$BUILD_DIR/selftests}
 LOG_DIR=${LOG_DIR:-$BUILD_DIR/logs}
-PATCH_DIR=${PATCH_DIR:-$TOP_DIR/patches}
+PATCH_DIR=${PATCH_DIR:-$TOP_DIR/patches/linux}
+# The QEMU series (patches/qemu), its work tree and its build.
+QEMU_TREE_DIR=${QEMU_TREE_DIR:-$BUILD_DIR/qemu}
+QEMU_PATCH_DIR=${QEMU_PATCH_DIR:-$TOP_DIR/patches/qemu}
+QEMU_BUILD_DIR=${QEMU_BUILD_DIR:-$BUILD_DIR/qemu-build}
 JOBS=${JOBS:-$(nproc)}
 
 # Exit status of each stage.

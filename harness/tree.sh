@@ -1,33 +1,49 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# The kernel work tree: the recorded base as one commit, the series on top.
+# A work tree: the recorded base as one commit, the series on top.  The
+# kernel's (patches/linux) by default, QEMU's (patches/qemu) with "qemu".
 set -euo pipefail
 SCRIPT_NAME=tree
 . "$(dirname "$0")/lib.sh"
 
 usage() {
 	cat <<USAGE
-usage: $0 apply|export|status
+usage: $0 [qemu] apply|export|status
 
-  apply   Make $TREE_DIR the recorded base ($BASE_PACKAGE $BASE_VERSION)
-          plus patches/ applied with git am in patches/series order.
+  apply   Make the work tree the recorded base plus its series applied
+          with git am in series order: $TREE_DIR
+          ($BASE_PACKAGE $BASE_VERSION) plus patches/linux, or with
+          "qemu" $QEMU_TREE_DIR ($QEMU_BASE_PACKAGE $QEMU_BASE_VERSION,
+          unpacked by dpkg-source with Debian's patches) plus patches/qemu.
           Does nothing when the tree already holds exactly that series.
           Commits that would be replaced are kept on a backup/* branch;
           uncommitted changes to tracked files stop it.
-  export  Write the commits on top of the base to patches/ (git
-          format-patch, stable names, no signature) and rewrite
-          patches/series.  The cover letter (patches/0000-cover-letter.patch)
-          is kept.
-  status  Say whether the work tree and patches/ agree.
+  export  Write the commits on top of the base to the series directory
+          (git format-patch, stable names, no signature), rewrite its
+          series file and regenerate its cover letter (harness/cover.sh).
+  status  Say whether the work tree and its series agree.
 
-Environment: BUILD_DIR (default $TOP_DIR/build), TREE_DIR.
+Environment: BUILD_DIR (default $TOP_DIR/build), TREE_DIR, QEMU_TREE_DIR.
 USAGE
 }
 
 BASE_TAG=base
+KIND=linux
+if [ "${1:-}" = qemu ]; then
+	KIND=qemu
+	shift
+	TREE_DIR=$QEMU_TREE_DIR
+	PATCH_DIR=$QEMU_PATCH_DIR
+	BASE_ID=$QEMU_BASE_DSC_SHA256
+	BASE_NAME="$QEMU_BASE_PACKAGE $QEMU_BASE_VERSION"
+	QEMU_SRC_DIR=$BUILD_DIR/qemu-src
+else
+	BASE_ID=$BASE_SHA256
+	BASE_NAME="$BASE_PACKAGE $BASE_VERSION"
+fi
 # Fixed identity and dates make the base commit reproducible.
-export GIT_AUTHOR_NAME="linux-source base" GIT_AUTHOR_EMAIL="base@localhost"
-export GIT_COMMITTER_NAME="linux-source base" GIT_COMMITTER_EMAIL="base@localhost"
+export GIT_AUTHOR_NAME="$KIND base" GIT_AUTHOR_EMAIL="base@localhost"
+export GIT_COMMITTER_NAME="$KIND base" GIT_COMMITTER_EMAIL="base@localhost"
 
 git_tree() {
 	git -C "$TREE_DIR" "$@"
@@ -38,7 +54,7 @@ series_patches() {
 	local name
 	while read -r name; do
 		case "$name" in ''|'#'*) continue ;; esac
-		[ -f "$PATCH_DIR/$name" ] || die "$EXIT_BASE" "patches/series names $name, which does not exist"
+		[ -f "$PATCH_DIR/$name" ] || die "$EXIT_BASE" "$PATCH_DIR/series names $name, which does not exist"
 		echo "$PATCH_DIR/$name"
 	done <"$PATCH_DIR/series"
 }
@@ -58,6 +74,51 @@ tree_patch_ids() {
 	done
 }
 
+# check_sha256 FILE SHA256: whether FILE is there with that sha256.
+check_sha256() {
+	[ -f "$1" ] && [ "$(sha256sum "$1" | awk '{print $1}')" = "$2" ]
+}
+
+# apt-get source needs a deb-src line; Debian's images ship only deb lines.
+ensure_deb_src() {
+	local list=/etc/apt/sources.list.d/harness-deb-src.sources
+	if ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		[ "$(id -u)" -eq 0 ] || die "$EXIT_DEPS" "no deb-src line for apt-get source, and not root"
+		log "adding deb-src lines for bookworm ($list)"
+		cat >"$list" <<SOURCES
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+		run apt-get update -q >&2 || die "$EXIT_DEPS" "apt-get update failed"
+	fi
+}
+
+# The QEMU source package's three files, downloaded once and checked.
+ensure_qemu_source() {
+	mkdir -p "$QEMU_SRC_DIR"
+	if ! check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DSC" "$QEMU_BASE_DSC_SHA256" ||
+		! check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_ORIG" "$QEMU_BASE_ORIG_SHA256" ||
+		! check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DEBIAN" "$QEMU_BASE_DEBIAN_SHA256"; then
+		ensure_deb_src
+		(cd "$QEMU_SRC_DIR" &&
+			run apt-get source -q --download-only "$QEMU_BASE_PACKAGE=$QEMU_BASE_VERSION" >&2) ||
+			die "$EXIT_BASE" "apt-get source $QEMU_BASE_PACKAGE=$QEMU_BASE_VERSION failed"
+	fi
+	check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DSC" "$QEMU_BASE_DSC_SHA256" &&
+		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_ORIG" "$QEMU_BASE_ORIG_SHA256" &&
+		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DEBIAN" "$QEMU_BASE_DEBIAN_SHA256" ||
+		die "$EXIT_BASE" "the $QEMU_BASE_PACKAGE source files do not have the sha256 of harness/base.conf"
+}
+
 ensure_tarball() {
 	local sum=""
 	[ -f "$BASE_TARBALL" ] && sum=$(sha256sum "$BASE_TARBALL" | awk '{print $1}')
@@ -75,7 +136,7 @@ ensure_tarball() {
 # The tarball's .gitignore ends with Debian's "/*" rule, which would hide new
 # files (a new selftest) from git.  Drop the rule in the working copy only and
 # tell git not to look at that file: it is never committed or exported.
-unhide_new_files() {
+unhide_linux_new_files() {
 	local gi=$TREE_DIR/.gitignore
 	if grep -qx '/\*' "$gi"; then
 		sed -i -e '/^# Debian packaging: ignore everything/,$d' "$gi"
@@ -86,31 +147,52 @@ unhide_new_files() {
 
 base_is_current() {
 	[ -d "$TREE_DIR/.git" ] || return 1
-	[ "$(git_tree config --get harness.basesha256 2>/dev/null)" = "$BASE_SHA256" ] || return 1
+	[ "$(git_tree config --get harness.basesha256 2>/dev/null)" = "$BASE_ID" ] || return 1
 	git_tree rev-parse -q --verify "refs/tags/$BASE_TAG" >/dev/null
 }
 
+# unpack_base DIR: the base's sources, as the distribution ships them.
+unpack_base() {
+	local dir=$1
+	if [ "$KIND" = qemu ]; then
+		log "creating the base work tree from $QEMU_SRC_DIR/$QEMU_BASE_DSC"
+		rm -rf "$dir"
+		run dpkg-source --no-check -x "$QEMU_SRC_DIR/$QEMU_BASE_DSC" "$dir" >&2 ||
+			die "$EXIT_BASE" "dpkg-source -x $QEMU_BASE_DSC failed"
+		# quilt's bookkeeping of Debian's patches, already applied
+		rm -rf "$dir/.pc"
+	else
+		log "creating the base work tree from $BASE_TARBALL"
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		run tar -xf "$BASE_TARBALL" -C "$dir" --strip-components=1
+	fi
+}
+
 make_base() {
-	local tmp=$BUILD_DIR/linux.unpack
-	log "creating the base work tree from $BASE_TARBALL"
-	rm -rf "$tmp"
-	mkdir -p "$tmp"
-	run tar -xf "$BASE_TARBALL" -C "$tmp" --strip-components=1
+	local tmp=$BUILD_DIR/$KIND.unpack
+	unpack_base "$tmp"
 	run git -C "$tmp" init -q -b series
 	git -C "$tmp" config core.autocrlf false
 	git -C "$tmp" config gc.auto 0
 	run git -C "$tmp" add -A -f
 	GIT_AUTHOR_DATE="2000-01-01T00:00:00Z" GIT_COMMITTER_DATE="2000-01-01T00:00:00Z" \
-		run git -C "$tmp" commit -q -m "Base: $BASE_PACKAGE $BASE_VERSION" \
-		-m "Unpacked from $BASE_TARBALL, sha256 $BASE_SHA256."
+		run git -C "$tmp" commit -q -m "Base: $BASE_NAME" \
+		-m "Unpacked from the package's sources, sha256 $BASE_ID."
 	git -C "$tmp" tag "$BASE_TAG"
-	git -C "$tmp" config harness.basesha256 "$BASE_SHA256"
+	git -C "$tmp" config harness.basesha256 "$BASE_ID"
 	# Identity for git am / commits made by the developer loop.
 	git -C "$tmp" config user.name >/dev/null || git -C "$tmp" config user.name "TSC series developer"
 	git -C "$tmp" config user.email >/dev/null || git -C "$tmp" config user.email "dev@localhost"
 	rm -rf "$TREE_DIR"
 	mv "$tmp" "$TREE_DIR"
 	unhide_new_files
+}
+
+# Debian's kernel .gitignore hides new files; QEMU's does not.
+unhide_new_files() {
+	[ "$KIND" = linux ] || return 0
+	unhide_linux_new_files
 }
 
 tree_is_clean() {
@@ -130,7 +212,7 @@ apply_series() {
 		local backup
 		backup="backup/$(date +%Y%m%d-%H%M%S)"
 		git_tree branch -f "$backup" HEAD
-		log "work tree differs from patches/; its commits are kept on branch $backup"
+		log "work tree differs from $PATCH_DIR; its commits are kept on branch $backup"
 	fi
 	git_tree reset -q --hard "$BASE_TAG"
 	unhide_new_files
@@ -147,7 +229,11 @@ cmd_apply() {
 	local start
 	start=$(date +%s)
 	ensure_dirs
-	ensure_tarball
+	if [ "$KIND" = qemu ]; then
+		base_is_current || ensure_qemu_source
+	else
+		ensure_tarball
+	fi
 	base_is_current || make_base
 	apply_series
 	stage_time apply "$start"
@@ -161,7 +247,7 @@ cmd_export() {
 	[ -z "$untracked" ] || log "warning: untracked files in the work tree are not exported:"$'\n'"$untracked"
 	local tmp=$PATCH_DIR.new
 	rm -rf "$tmp"
-	mkdir -p "$tmp"
+	mkdir -p "$tmp" "$PATCH_DIR"
 	git_tree format-patch -q --no-signature --zero-commit --no-numbered \
 		--subject-prefix=PATCH -o "$tmp" "$BASE_TAG..HEAD"
 	find "$PATCH_DIR" -maxdepth 1 -name '[0-9][0-9][0-9][0-9]-*.patch' \
@@ -171,16 +257,16 @@ cmd_export() {
 	rmdir "$tmp"
 	log "exported $(grep -c . "$PATCH_DIR/series" || true) patches to $PATCH_DIR"
 	if [ -x "$HARNESS_DIR/cover.sh" ]; then
-		"$HARNESS_DIR/cover.sh"
+		TREE_DIR=$TREE_DIR PATCH_DIR=$PATCH_DIR "$HARNESS_DIR/cover.sh" "$KIND"
 	fi
 }
 
 cmd_status() {
 	[ -d "$TREE_DIR/.git" ] || { echo "no work tree"; return 1; }
 	if [ "$(series_patch_ids)" = "$(tree_patch_ids)" ] && tree_is_clean; then
-		echo "work tree and patches/ agree"
+		echo "work tree and $PATCH_DIR agree"
 	else
-		echo "work tree and patches/ differ (export, or apply)"
+		echo "work tree and $PATCH_DIR differ (export, or apply)"
 		return 1
 	fi
 }
