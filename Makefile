@@ -8,12 +8,13 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export \
-	kernel selftests test-parser gates test-gates mutants loop clean qemu e2e
+	kernel selftests test-parser gates test-gates mutants loop clean qemu e2e e2e-loop demo-vmm
 
 help:
-	@echo "make check       the test command: packages, parser tests, apply patches/,"
-	@echo "                 build, boot under QEMU, TSC selftests, summary"
-	@echo "make demo        the main job: migrate a 4-vCPU guest's TSC three ways, table of results"
+	@echo "make check       the test command: packages, parser tests, apply both series, build kernel,"
+	@echo "                 QEMU and selftests, boot: TSC selftests, e2e migrations, gates, summary"
+	@echo "make demo        the main job: live-migrate a Debian guest with Debian's QEMU and the patched one, tables"
+	@echo "make demo-vmm    the reference VMM: migrate a 4-vCPU guest's TSC three ways, table of results"
 	@echo "make bench       sweep vCPUs, downtime, stagger, clock steps: CSV and PNG plots"
 	@echo "make regress     whole x86 KVM selftest suite against harness/baseline/"
 	@echo "make baseline    re-measure that baseline on the unpatched base"
@@ -27,6 +28,7 @@ help:
 	@echo "make export      write the work trees' commits back to patches/linux and patches/qemu"
 	@echo "make qemu        build the patched QEMU (static, KVM only) in $(BUILD_DIR)/qemu-build"
 	@echo "make e2e         live-migrate a Debian guest with stock and patched QEMU inside the test VM"
+	@echo "make e2e-loop    make e2e LOOP_COUNT (20) times: flake counts"
 	@echo "make kernel | selftests | test-parser | deps | clean"
 
 check:
@@ -51,6 +53,9 @@ loop:
 	$(H)/loop.sh
 
 demo:
+	$(H)/e2e.sh demo
+
+demo-vmm:
 	$(H)/demo.sh
 
 bench:
@@ -78,6 +83,9 @@ qemu:
 
 e2e:
 	$(H)/e2e.sh
+
+e2e-loop:
+	$(H)/e2e.sh loop
 
 kernel:
 	$(H)/kernel.sh

@@ -25,6 +25,9 @@ Environment:
   QEMU_MEM       memory of the test VM (default $QEMU_MEM)
   KERNEL_ARGS    extra kernel command line
   KTAP_FLAGS     extra harness/ktap.py flags (--splats for the debug kernel)
+  EXTRA_INITRAMFS_DIR
+                 a directory whose contents are copied into the initramfs
+                 on top of the rest (harness/e2e.sh's payload)
 USAGE
 }
 
@@ -33,6 +36,7 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 QEMU_SMP=${QEMU_SMP:-4}
 QEMU_MEM=${QEMU_MEM:-4G}
 KERNEL_ARGS=${KERNEL_ARGS:-}
+EXTRA_INITRAMFS_DIR=${EXTRA_INITRAMFS_DIR:-}
 GUEST_DIR=$HARNESS_DIR/guest
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
@@ -85,6 +89,11 @@ stage_initramfs() {
 		fi
 		echo "$name $rest" >>"$dir/tests.list"
 	done <"$set"
+	if [ -n "$EXTRA_INITRAMFS_DIR" ]; then
+		[ -d "$EXTRA_INITRAMFS_DIR" ] ||
+			die "$EXIT_USAGE" "EXTRA_INITRAMFS_DIR $EXTRA_INITRAMFS_DIR is not a directory"
+		cp -a "$EXTRA_INITRAMFS_DIR/." "$dir"/
+	fi
 }
 
 pack_initramfs() {
@@ -92,12 +101,49 @@ pack_initramfs() {
 	(cd "$dir" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$out"
 }
 
+# progress: KTAP result lines (top level and nested, behind "# ") as
+# kunit.py prints them, one line per case.
+progress() {
+	awk '
+	{
+		line = $0; depth = 0
+		while (substr(line, 1, 2) == "# ") { line = substr(line, 3); depth++ }
+		if (line !~ /^(not )?ok [0-9]+/) next
+		st = "PASSED"
+		if (line ~ /^not ok/) { st = "FAILED"; sub(/^not ok [0-9]+ */, "", line) }
+		else sub(/^ok [0-9]+ */, "", line)
+		if (line ~ /# *SKIP/) st = "SKIPPED"
+		sub(/^selftests: kvm: /, "", line)
+		printf "%*s[%s] %s\n", 4 * depth, "", st, line
+		fflush()
+	}'
+}
+
+# follow_results KTAP_LOG STOP_FILE: print each case's result as the test
+# VM writes it, until STOP_FILE exists.
+follow_results() {
+	local file=$1 stop=$2 seen=0 n
+	while :; do
+		if [ -f "$file" ]; then
+			n=$(wc -l <"$file")
+			if [ "$n" -gt "$seen" ]; then
+				sed -n "$((seen + 1)),${n}p" "$file" | progress >&2
+				seen=$n
+			fi
+		fi
+		[ -f "$stop" ] && [ "$n" = "$(wc -l <"$file" 2>/dev/null || echo 0)" ] && break
+		sleep 1
+	done
+}
+
 # boot_qemu CPIO CONSOLE_LOG KTAP_LOG: returns QEMU's status (124: timeout).
 boot_qemu() {
 	local cpio=$1 console=$2 ktap=$3
 	local append="console=ttyS0 panic=-1 oops=panic tsc=reliable loglevel=6"
 	append+=" harness.timeout=$TEST_TIMEOUT $KERNEL_ARGS"
-	rm -f "$console" "$ktap"
+	rm -f "$console" "$ktap" "$ktap.done"
+	follow_results "$ktap" "$ktap.done" &
+	local follower=$!
 	set +e
 	run timeout --foreground -k 10 "$QEMU_TIMEOUT" \
 		qemu-system-x86_64 -accel tcg -cpu max -smp "$QEMU_SMP" -m "$QEMU_MEM" \
@@ -106,6 +152,9 @@ boot_qemu() {
 		-append "$append" \
 		-serial "file:$console" -serial "file:$ktap" </dev/null
 	local status=$?
+	touch "$ktap.done"
+	wait "$follower"
+	rm -f "$ktap.done"
 	set -e
 	return "$status"
 }
@@ -135,7 +184,6 @@ main() {
 	elif [ "$qemu_status" -ne 0 ]; then
 		log "QEMU exited with status $qemu_status"
 	fi
-	grep -E '^(not )?ok ' "$ktap" 2>/dev/null >&2 || true
 	log "logs: $console $ktap"
 	python3 "$HARNESS_DIR/ktap.py" --ktap "$ktap" --console "$console" \
 		--summary "$LOG_DIR/$run_name.summary.txt" \

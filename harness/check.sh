@@ -10,11 +10,12 @@ usage() {
 usage: $0 [SET_FILE]
 
 Installs missing packages, runs the parser's golden-log tests, applies
-patches/ to the base (unless NO_APPLY=1: then the work tree is tested as it
-is, uncommitted edits included), builds the kernel and the selftests, boots
-the kernel under QEMU and runs SET_FILE (default harness/sets/tsc.list),
-then the series' quality gates (harness/gates.sh) and their self-tests
-(unless NO_GATES=1).
+patches/linux and patches/qemu to their bases (unless NO_APPLY=1: then the
+work trees are tested as they are, uncommitted edits included), builds the
+kernel, the patched QEMU and the selftests, boots the kernel under QEMU
+and runs SET_FILE (default harness/sets/tsc.list), then the end-to-end
+migrations (harness/e2e.sh), then the series' quality gates
+(harness/gates.sh) and their self-tests (unless NO_GATES=1).
 Prints the time of each stage, then the summary: one line
 "N passed, N failed, N skipped" and the name of each failure.
 USAGE
@@ -61,6 +62,7 @@ main() {
 	stage qemu "$HARNESS_DIR/qemu.sh"
 	stage selftests "$HARNESS_DIR/selftests.sh"
 	stage boot "$HARNESS_DIR/boot.sh" "$set" "$run_name" >"$LOG_DIR/$run_name.out" || status=$?
+	stage e2e "$HARNESS_DIR/e2e.sh" >"$LOG_DIR/e2e.out" || status=$?
 	if [ "${NO_GATES:-0}" = 1 ]; then
 		log "NO_GATES=1: series quality gates not run"
 	else
@@ -70,9 +72,12 @@ main() {
 	fi
 	STAGE_TIMES+=("$(printf '%-12s %4d s' total $(($(date +%s) - total)))")
 	print_times
-	log "logs: $LOG_DIR (build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt, gates.log)"
+	log "logs: $LOG_DIR (build.log, qemu-build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt, e2e.*, gates.log)"
 	[ -f "$LOG_DIR/gates.out" ] && [ "${NO_GATES:-0}" != 1 ] &&
 		cat "$LOG_DIR/gates.out" "$LOG_DIR/gate-tests.out"
+	echo "== end-to-end migrations (harness/e2e.sh; $LOG_DIR/e2e.ktap.log)"
+	cat "$LOG_DIR/e2e.out"
+	echo "== TSC selftests ($set)"
 	cat "$LOG_DIR/$run_name.out"
 	return "$status"
 }

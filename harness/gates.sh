@@ -22,7 +22,8 @@ time, then "gates: N passed, N failed".
   checkpatch   scripts/checkpatch.pl --strict: no error; every warning or
                check left is quoted in the cover letter
   cover        the cover letter has the problem, design, testing, what was not
-               tested, the base and its sha256, and every patch's subject
+               tested, the base and its sha256, every patch's subject, and no
+               @NAME@ placeholder of harness/cover/linux.txt left
   apply        git am of every patch in series order onto the base, no fuzz,
                no whitespace error
   bisect       every prefix builds arch/x86/kvm/ with KVM=y KVM_AMD=m
@@ -43,7 +44,7 @@ The QEMU series in QEMU_PATCH_DIR ($QEMU_PATCH_DIR):
   qemu_checkpatch  QEMU's scripts/checkpatch.pl: no error; every warning
                left is quoted in the QEMU cover letter
   qemu_cover   the QEMU cover letter has the testing sections, the base and
-               its sha256, and every patch's subject
+               its sha256, every patch's subject, and no placeholder left
   qemu_headers the uAPI the series copies into linux-headers/ is, line for
                line, the kernel series' (capability, flags, struct, ioctls)
   qemu_bisect  every prefix applies with git am and builds
@@ -130,9 +131,17 @@ gate_checkpatch() {
 	return "$status"
 }
 
+# no_placeholder COVER: no @NAME@ left of harness/cover/*.txt.
+no_placeholder() {
+	local left
+	left=$(grep -oE '@[A-Z0-9_]+@' "$1" | sort -u | tr '\n' ' ')
+	[ -z "$left" ] || fail "$(basename "$(dirname "$1")") cover letter still has placeholders: $left"
+}
+
 gate_cover() {
 	local c=$COVER_LETTER status=0 section p subject
 	[ -f "$c" ] || fail "no cover letter $c"
+	no_placeholder "$c" || status=1
 	for section in "Subject: \[PATCH 0/" "Testing" "Not tested" "Intel VMX" \
 		"$BASE_VERSION" "$BASE_SHA256" "files changed"; do
 		grep -q -- "$section" "$c" || fail "cover letter lacks '$section'" || status=1
@@ -415,7 +424,7 @@ gate_qemu_cover() {
 		"$QEMU_BASE_VERSION" "$QEMU_BASE_DSC_SHA256" "files changed"; do
 		grep -q -- "$section" "$c" || fail "QEMU cover letter lacks '$section'" || status=1
 	done
-	grep -q "@E2E_RESULTS@" "$c" && { fail "QEMU cover letter still has the @E2E_RESULTS@ placeholder"; status=1; }
+	no_placeholder "$c" || status=1
 	for p in $(qemu_series_files); do
 		subject=$(sed -n 's/^Subject: \[PATCH[^]]*\] //p' "$p" | head -n 1)
 		grep -qF -- "$subject" "$c" || fail "QEMU cover letter lacks the shortlog line '$subject'" || status=1
@@ -436,11 +445,11 @@ uapi_defs() {
 }
 
 gate_qemu_headers() {
-	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply
-	[ -d "$TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" apply
+	ensure_prefixes || return 1
+	qemu_am_series || return 1
 	local k=$GLOG/uapi-kernel.txt q=$GLOG/uapi-qemu.txt
-	git -C "$TREE_DIR" show HEAD:include/uapi/linux/kvm.h >"$GLOG/kvm-kernel.h"
-	git -C "$QEMU_TREE_DIR" show HEAD:linux-headers/linux/kvm.h >"$GLOG/kvm-qemu.h"
+	gtree show "${PREFIXES[-1]}:include/uapi/linux/kvm.h" >"$GLOG/kvm-kernel.h"
+	git -C "$QTREE" show HEAD:linux-headers/linux/kvm.h >"$GLOG/kvm-qemu.h"
 	uapi_defs "$GLOG/kvm-kernel.h" >"$k"
 	uapi_defs "$GLOG/kvm-qemu.h" >"$q"
 	[ "$(grep -c . "$k")" -ge 19 ] || { fail "found only $(grep -c . "$k") uAPI lines in the kernel's kvm.h"; return 1; }
@@ -452,7 +461,9 @@ gate_qemu_headers() {
 	log "linux-headers/linux/kvm.h has the kernel series' $(grep -c . "$k") uAPI lines"
 }
 
-gate_qemu_bisect() {
+# qemu_am_series [BUILD]: the QEMU series applied with git am in a
+# worktree of the QEMU work tree at QTREE; with BUILD, every prefix built.
+qemu_am_series() {
 	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply
 	local p i=0 n status=0
 	n=$(qemu_series_files | wc -l)
@@ -472,6 +483,7 @@ gate_qemu_bisect() {
 			fail "$(basename "$p") does not apply to the QEMU base with git am"
 			return 1
 		fi
+		[ -n "${1:-}" ] || continue
 		if ! QEMU_TREE_DIR=$QTREE QEMU_BUILD_DIR=$QBUILD LOG_DIR=$GLOG \
 			"$HARNESS_DIR/qemu.sh" >"$GLOG/qemu-bisect-$i.log" 2>&1; then
 			tail -n 20 "$GLOG/qemu-bisect-$i.log" | sed 's/^/  /' >&2
@@ -481,6 +493,10 @@ gate_qemu_bisect() {
 		log "QEMU prefix $i/$n applies and builds: $(git -C "$QTREE" log -1 --format=%s)"
 	done
 	return "$status"
+}
+
+gate_qemu_bisect() {
+	qemu_am_series build
 }
 
 main() {

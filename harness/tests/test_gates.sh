@@ -17,11 +17,13 @@ fail, naming the gate.  Prints "ok"/"not ok" per case and a total.
 USAGE
 }
 
-CASES=(tools checkpatch cover apply bisect sparse i386 distro uapi htmldocs maintainers)
+CASES=(tools checkpatch cover apply bisect sparse i386 distro uapi htmldocs maintainers
+	qemu_checkpatch qemu_cover qemu_headers qemu_bisect)
 GATES=$HARNESS_DIR/gates.sh
 GATES_DIR=${GATES_DIR:-$BUILD_DIR/gates}
 SCRATCH=$GATES_DIR/selftest
 GTREE=$GATES_DIR/tree
+QTREE=$GATES_DIR/qemu-tree
 export GATES_DIR
 
 # make_patch NAME FILE CONTENT_CMD: a patch, made in the gates worktree on
@@ -178,6 +180,73 @@ case_maintainers() {
 		"$(printf '// SPDX-License-Identifier: GPL-2.0\nint gate_test;')"
 }
 
+# qemu_make_patch NAME FILE CMD TEXT: a QEMU patch on top of the QEMU base
+# in which CMD (new_file or append_to) puts TEXT into FILE.
+qemu_make_patch() {
+	local name=$1 file=$2
+	if [ ! -e "$QTREE/.git" ]; then
+		[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply >/dev/null
+		git -C "$QEMU_TREE_DIR" worktree prune
+		git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QTREE" base
+	fi
+	git -C "$QTREE" am --abort >/dev/null 2>&1 || true
+	git -C "$QTREE" checkout -q --detach -f base
+	(cd "$QTREE" && "$3" "$4" "$file")
+	git -C "$QTREE" add -f "$file"
+	git -C "$QTREE" -c user.name=gate-test -c user.email=gate@test commit -q -s \
+		-m "target/i386/kvm: Gate self-test: $name" -m "Deliberately broken input for the $name gate."
+	git -C "$QTREE" format-patch -q --stdout -1 >"$SCRATCH/$name.patch"
+	git -C "$QTREE" checkout -q --detach -f base
+}
+
+# qemu_series DIR PATCH...: a QEMU patch directory, with the real QEMU
+# cover letter.
+qemu_series() {
+	PATCH_DIR=$QEMU_PATCH_DIR series "$@"
+}
+
+case_qemu_checkpatch() {
+	qemu_make_patch qemu_checkpatch target/i386/kvm/kvm.c append_to \
+		"/* $(printf '%0.sgate self-test: a line far longer than QEMU allows ' 1 2) */"
+	qemu_series "$SCRATCH/qemu_checkpatch" "$SCRATCH/qemu_checkpatch.patch"
+	expect_fail qemu_checkpatch QEMU_PATCH_DIR="$SCRATCH/qemu_checkpatch"
+}
+
+case_qemu_cover() {
+	local dir=$SCRATCH/qemu_cover name
+	qemu_series "$dir"
+	while read -r name; do
+		cp "$QEMU_PATCH_DIR/$name" "$dir/"
+		echo "$name" >>"$dir/series"
+	done <"$QEMU_PATCH_DIR/series"
+	append_to "@E2E_RESULTS@" "$dir/0000-cover-letter.patch"
+	expect_fail qemu_cover QEMU_PATCH_DIR="$dir"
+}
+
+case_qemu_headers() {
+	# The real series, with one field of the uAPI copy renamed.
+	local dir=$SCRATCH/qemu_headers name
+	qemu_series "$dir"
+	while read -r name; do
+		cp "$QEMU_PATCH_DIR/$name" "$dir/"
+		echo "$name" >>"$dir/series"
+	done <"$QEMU_PATCH_DIR/series"
+	name=$(head -n 1 "$QEMU_PATCH_DIR/series")
+	grep -q '^+	__u64 kvmclock_ns;' "$dir/$name" ||
+		{ log "$name does not add kvmclock_ns"; return 1; }
+	sed -i 's/^+	__u64 kvmclock_ns;/+	__u64 kvmclock_nsec;/' "$dir/$name"
+	expect_fail qemu_headers QEMU_PATCH_DIR="$dir"
+}
+
+case_qemu_bisect() {
+	# The real first patch, then one that does not compile.
+	qemu_make_patch qemu_bisect target/i386/kvm/kvm.c append_to \
+		"int gate_self_test(void) { return undeclared_gate_symbol; }"
+	qemu_series "$SCRATCH/qemu_bisect" \
+		"$QEMU_PATCH_DIR/$(head -n 1 "$QEMU_PATCH_DIR/series")" "$SCRATCH/qemu_bisect.patch"
+	expect_fail qemu_bisect QEMU_PATCH_DIR="$SCRATCH/qemu_bisect"
+}
+
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	local cases=("$@") c passed=0 failed=0 start
@@ -196,6 +265,7 @@ main() {
 		fi
 	done
 	git -C "$GTREE" checkout -q --detach -f base
+	[ -e "$QTREE/.git" ] && git -C "$QTREE" checkout -q --detach -f base
 	echo "gate self-tests: $passed passed, $failed failed"
 	[ "$failed" -eq 0 ]
 }

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# The end-to-end live-migration test: a real Linux guest (L2) run by QEMU
+# with KVM inside the test VM (L1), migrated between stock and patched QEMU.
+set -euo pipefail
+SCRIPT_NAME=e2e
+. "$(dirname "$0")/lib.sh"
+
+# The L2 kernel (L2_PACKAGE, L2_VERSION, L2_SHA256): harness/base.conf.
+E2E_DIR=${E2E_DIR:-$BUILD_DIR/e2e}
+QEMU_PATCHED=${QEMU_PATCHED:-$BUILD_DIR/qemu-build/qemu-system-x86_64}
+QEMU_STOCK=${QEMU_STOCK:-/usr/bin/qemu-system-x86_64}
+PATCHED_ACCEL=${PATCHED_ACCEL:-kvm,precise-tsc=on}
+TSC_MONITOR_SRC=${TSC_MONITOR_SRC:-$HARNESS_DIR/e2e/tsc_monitor.c}
+RUN_NAME=${RUN_NAME:-e2e}
+SET_FILE=$HARNESS_DIR/sets/e2e.list
+export QEMU_TIMEOUT=${QEMU_TIMEOUT:-1200}
+export QEMU_SMP=${QEMU_SMP:-4}
+export QEMU_MEM=${QEMU_MEM:-3G}
+# Passed on to harness/guest/tsc_e2e.sh when set.
+GUEST_VARS=(L2_BOOT_TIMEOUT MIGRATE_TIMEOUT REPORT_TIMEOUT REPORT_DELAY TOL_NS)
+FIRMWARE=(/usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin
+	/usr/share/qemu/kvmvapic.bin)
+
+# Failures of the environment (emulator or nested KVM) seen before the first
+# migration; a run that failed with one of these is retried once.  See
+# the README, "The end-to-end migration".
+ENV_SIGNATURES='get_mmio_spte|reserved bits|fpu_swap_kvm_fpstate|self-detected stall|RCU stall|detected stalls on CPUs|Segmentation fault|killed by SIGSEGV|L2 boot timeout'
+
+usage() {
+	cat <<USAGE
+usage: $0 [run|loop|demo|prepare]
+
+  prepare  fetch the L2 kernel ($L2_PACKAGE
+           $L2_VERSION, sha256
+           checked), build tsc_monitor, the L2 initramfs and the payload
+           copied into the test VM: both QEMUs, their libraries, firmware
+  demo     build both series (unless NO_BUILD=1), then run, with a heading
+  loop     run LOOP_COUNT (default 20) times; one line per run, the tally
+           in LOG_DIR/$RUN_NAME-loop.txt
+  run      (default) prepare, then boot the test VM on harness/sets/e2e.list
+           (harness/guest/tsc_e2e.sh: a guest booted under the patched QEMU
+           and migrated four times, one booted under Debian's and migrated
+           twice) and summarise with harness/ktap.py and harness/e2e_table.py
+
+Needs the kernel in $KBUILD_DIR (harness/kernel.sh) and the patched QEMU.
+A run that failed before its first migration with a known environment
+failure (L1 oops in get_mmio_spte, RCU stall, QEMU segfault, L2 boot
+timeout) is retried once; the first attempt's logs are kept as
+$RUN_NAME.try1.*.  Logs: $LOG_DIR/$RUN_NAME.*.
+
+Environment:
+  QEMU_PATCHED   the patched QEMU, static (default $QEMU_PATCHED)
+  QEMU_STOCK     the distribution's QEMU (default $QEMU_STOCK)
+  PATCHED_ACCEL  the patched QEMU's -accel (default $PATCHED_ACCEL)
+  TSC_MONITOR_SRC  the guest's monitor (default $TSC_MONITOR_SRC)
+  L2_BOOT_TIMEOUT, MIGRATE_TIMEOUT, REPORT_TIMEOUT (seconds), REPORT_DELAY,
+  TOL_NS         passed on to harness/guest/tsc_e2e.sh (see there)
+  E2E_DIR        where this builds (default $E2E_DIR)
+  RUN_NAME       log name (default $RUN_NAME)
+  QEMU_TIMEOUT, QEMU_SMP, QEMU_MEM, KERNEL_ARGS: as for harness/boot.sh
+                 (defaults here $QEMU_TIMEOUT s, $QEMU_SMP vCPUs, $QEMU_MEM)
+USAGE
+}
+
+l2_deb_path() {
+	echo "$E2E_DIR/dl/${L2_PACKAGE}_${L2_VERSION//:/%3a}_amd64.deb"
+}
+
+# fetch_l2: the L2 kernel package, downloaded once, checked, extracted.
+fetch_l2() {
+	local deb sum x=$E2E_DIR/l2-deb
+	deb=$(l2_deb_path)
+	mkdir -p "$E2E_DIR/dl"
+	if [ ! -f "$deb" ]; then
+		(cd "$E2E_DIR/dl" && run apt-get download "$L2_PACKAGE=$L2_VERSION") ||
+			die "$EXIT_DEPS" "apt-get download $L2_PACKAGE=$L2_VERSION failed"
+		[ -f "$deb" ] || die "$EXIT_DEPS" "apt-get download did not leave $deb"
+	fi
+	sum=$(sha256sum "$deb" | cut -d' ' -f1)
+	[ "$sum" = "$L2_SHA256" ] ||
+		die "$EXIT_DEPS" "$deb: sha256 $sum, expected $L2_SHA256"
+	if [ "$(cat "$x/.harness-sha256" 2>/dev/null)" != "$sum" ]; then
+		rm -rf "$x"
+		mkdir -p "$x"
+		run dpkg-deb -x "$deb" "$x" || die "$EXIT_DEPS" "dpkg-deb -x $deb failed"
+		echo "$sum" >"$x/.harness-sha256"
+	fi
+	L2_KERNEL=$(find "$x/boot" -name 'vmlinuz-*' | head -n 1)
+	L2_PTP_KVM=$(find "$x/lib/modules" -path '*/kernel/drivers/ptp/ptp_kvm.ko.xz' | head -n 1)
+	[ -n "$L2_KERNEL" ] || die "$EXIT_DEPS" "no boot/vmlinuz-* in $deb"
+	[ -n "$L2_PTP_KVM" ] || die "$EXIT_DEPS" "no ptp_kvm.ko.xz in $deb"
+	log "L2 kernel: $(basename "$L2_KERNEL") ($L2_PACKAGE $L2_VERSION)"
+}
+
+# build_monitor: tsc_monitor, static.
+build_monitor() {
+	local out=$E2E_DIR/tsc_monitor
+	[ -f "$TSC_MONITOR_SRC" ] || die "$EXIT_SELFTESTS" "no $TSC_MONITOR_SRC"
+	if [ -x "$out" ] && [ ! "$TSC_MONITOR_SRC" -nt "$out" ]; then
+		return 0
+	fi
+	run gcc -static -O2 -Wall -Wextra -Werror -pthread -o "$out" "$TSC_MONITOR_SRC" ||
+		die "$EXIT_SELFTESTS" "building $TSC_MONITOR_SRC failed"
+}
+
+# stage_l2_initrd OUT: busybox, tsc_monitor, ptp_kvm.ko and
+# harness/e2e/l2-init as /init, a gzip-compressed cpio.
+stage_l2_initrd() {
+	local out=$1 dir=$E2E_DIR/l2-initramfs
+	rm -rf "$dir"
+	mkdir -p "$dir"/{bin,dev,lib,proc,sys,tmp}
+	cp /bin/busybox "$dir/bin/busybox"
+	ln -s busybox "$dir/bin/sh"
+	cp "$E2E_DIR/tsc_monitor" "$dir/bin/tsc_monitor"
+	xz -dc "$L2_PTP_KVM" >"$dir/lib/ptp_kvm.ko"
+	install -m 0755 "$HARNESS_DIR/e2e/l2-init" "$dir/init"
+	(cd "$dir" && find . -print0 | LC_ALL=C sort -z |
+		cpio --null -o -H newc --quiet) | gzip -9 -n >"$out"
+}
+
+# copy_libs BINARY ROOT: every library ldd lists for BINARY, and the
+# dynamic loader, at their real paths below ROOT.  Nothing for a static
+# binary.
+copy_libs() {
+	local bin=$1 root=$2 libs lib
+	libs=$(ldd "$bin" 2>&1) || return 0
+	if grep -q 'not found' <<<"$libs"; then
+		die "$EXIT_DEPS" "$bin: libraries not found: $(grep 'not found' <<<"$libs" | tr -s ' \t\n' ' ')"
+	fi
+	while read -r lib; do
+		install -D -m 0755 "$lib" "$root$lib"
+	done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$libs")
+}
+
+# stage_payload DIR: the tree harness/boot.sh copies into the test VM.
+stage_payload() {
+	local dir=$1 fw
+	[ -x "$QEMU_PATCHED" ] ||
+		die "$EXIT_BUILD" "no patched QEMU at $QEMU_PATCHED (build it, or set QEMU_PATCHED)"
+	[ -x "$QEMU_STOCK" ] || die "$EXIT_DEPS" "no stock QEMU at $QEMU_STOCK"
+	rm -rf "$dir"
+	mkdir -p "$dir"/e2e/{bin,fw,l2}
+	cp "$L2_KERNEL" "$dir/e2e/l2/vmlinuz"
+	stage_l2_initrd "$dir/e2e/l2/initrd.gz"
+	for fw in "${FIRMWARE[@]}"; do
+		[ -f "$fw" ] || die "$EXIT_DEPS" "no QEMU firmware $fw"
+		cp -L "$fw" "$dir/e2e/fw/"
+	done
+	# The debug info is of no use in the test VM and triples the size.
+	strip --strip-debug -o "$dir/e2e/bin/qemu-patched" "$QEMU_PATCHED"
+	copy_libs "$QEMU_PATCHED" "$dir"
+	install -D -m 0755 "$QEMU_STOCK" "$dir/usr/bin/qemu-system-x86_64"
+	copy_libs "$QEMU_STOCK" "$dir"
+	{
+		echo "# written by harness/e2e.sh"
+		printf "PATCHED_ACCEL='%s'\n" "$PATCHED_ACCEL"
+		for var in "${GUEST_VARS[@]}"; do
+			if [ -n "${!var:-}" ]; then
+				printf "%s='%s'\n" "$var" "${!var}"
+			fi
+		done
+	} >"$dir/e2e/e2e.conf"
+	log "payload $dir: $(du -sh "$dir" | cut -f1); patched QEMU $QEMU_PATCHED ($(stat -c %y "$QEMU_PATCHED" | cut -d. -f1)), -accel $PATCHED_ACCEL"
+}
+
+prepare() {
+	local start
+	start=$(date +%s)
+	ensure_dirs
+	fetch_l2
+	build_monitor
+	stage_payload "$E2E_DIR/payload"
+	mkdir -p "$BUILD_DIR/guest"
+	install -m 0755 "$HARNESS_DIR/guest/tsc_e2e.sh" "$BUILD_DIR/guest/tsc_e2e.sh"
+	stage_time prepare "$start"
+}
+
+boot_once() {
+	local start status=0
+	start=$(date +%s)
+	EXTRA_INITRAMFS_DIR=$E2E_DIR/payload \
+		KERNEL_ARGS="${KERNEL_ARGS:+$KERNEL_ARGS }panic_on_warn=1 softlockup_panic=1" \
+		"$HARNESS_DIR/boot.sh" "$SET_FILE" "$RUN_NAME" || status=$?
+	stage_time "boot $RUN_NAME" "$start"
+	return "$status"
+}
+
+# env_failure: the known environment failure in the last run's console
+# log, when the run failed before its first migration.
+env_failure() {
+	local console=$LOG_DIR/$RUN_NAME.console.log ktap=$LOG_DIR/$RUN_NAME.ktap.log
+	if grep -q 'e2e: migration 1 starting' "$ktap" 2>/dev/null; then
+		return 1
+	fi
+	grep -a -m 1 -E "$ENV_SIGNATURES" "$console" 2>/dev/null | tr -d '\r'
+}
+
+keep_first_attempt() {
+	local f
+	for f in console.log ktap.log summary.txt results.txt; do
+		[ -f "$LOG_DIR/$RUN_NAME.$f" ] &&
+			mv "$LOG_DIR/$RUN_NAME.$f" "$LOG_DIR/$RUN_NAME.try1.$f"
+	done
+	return 0
+}
+
+# The tables of the migrations, after ktap.py's summary.
+print_rows() {
+	echo
+	python3 "$HARNESS_DIR/e2e_table.py" "$LOG_DIR/$RUN_NAME.ktap.log" || true
+}
+
+run_e2e() {
+	local status=0 why
+	prepare
+	rm -f "$LOG_DIR/$RUN_NAME".try1.*
+	boot_once || status=$?
+	if [ "$status" -ne 0 ] && why=$(env_failure) && [ -n "$why" ]; then
+		log "=================================================================="
+		log "RETRY: the run failed before its first migration with a known"
+		log "RETRY: environment failure: $why"
+		log "RETRY: first attempt's logs: $LOG_DIR/$RUN_NAME.try1.*"
+		log "=================================================================="
+		keep_first_attempt
+		status=0
+		boot_once || status=$?
+	fi
+	print_rows
+	return "$status"
+}
+
+# loop: the whole run LOOP_COUNT times (each with its own logs,
+# RUN_NAME.N.*), then one line per run and the tally.  Under emulation a
+# test is trusted only after such a loop.
+loop_e2e() {
+	local count=${LOOP_COUNT:-20} i status base=$RUN_NAME out=$LOG_DIR/$RUN_NAME-loop.txt
+	local pass=0 fail=0 retried=0 lines=() start
+	prepare
+	for i in $(seq 1 "$count"); do
+		start=$(date +%s)
+		status=0
+		RUN_NAME=$base.$i run_e2e >"$LOG_DIR/$base.$i.out" 2>&1 || status=$?
+		local note=""
+		[ -f "$LOG_DIR/$base.$i.try1.console.log" ] && { note=" (retried: $(RUN_NAME=$base.$i.try1 env_failure_any))"; retried=$((retried + 1)); }
+		if [ "$status" -eq 0 ]; then
+			pass=$((pass + 1))
+			lines+=("run $i: pass$note, $(($(date +%s) - start)) s")
+		else
+			fail=$((fail + 1))
+			lines+=("run $i: FAIL (exit $status)$note, $(($(date +%s) - start)) s: $(grep -a '^FAIL' "$LOG_DIR/$base.$i.out" | tr '\n' ' ')")
+		fi
+		log "${lines[-1]}"
+	done
+	{
+		printf '%s\n' "${lines[@]}"
+		echo "e2e loop: $count runs, $pass passed, $fail failed, $retried retried once"
+	} | tee "$out"
+	[ "$fail" -eq 0 ]
+}
+
+# env_failure_any: the environment signature of RUN_NAME's console, if any.
+env_failure_any() {
+	grep -a -m 1 -E "$ENV_SIGNATURES" "$LOG_DIR/$RUN_NAME.console.log" 2>/dev/null | tr -d '\r' | cut -c1-120
+}
+
+# demo: what `make demo` shows: both series built, then the migrations,
+# one table each.
+demo_e2e() {
+	ensure_dirs
+	if [ "${NO_BUILD:-0}" = 1 ]; then
+		log "NO_BUILD=1: using $KBUILD_DIR and $QEMU_PATCHED as they are"
+	else
+		build_series
+		"$HARNESS_DIR/tree.sh" qemu apply
+		"$HARNESS_DIR/qemu.sh"
+	fi
+	local status=0
+	run_e2e >"$LOG_DIR/demo-e2e.out" || status=$?
+	echo
+	echo "==== a Debian guest (Linux $L2_VERSION, cloud kernel, 2 vCPUs) live-migrated inside"
+	echo "==== the test VM (Linux $(sed -n 's/^# harness: kernel \([^,]*\),.*/\1/p' "$LOG_DIR/$RUN_NAME.ktap.log" | tr -d '\r' | head -n 1) + the KVM series, QEMU TCG), by Debian's QEMU 7.2 and by the patched one"
+	echo
+	cat "$LOG_DIR/demo-e2e.out"
+	echo "==== logs: $LOG_DIR/$RUN_NAME.ktap.log (the guest's reports), $LOG_DIR/$RUN_NAME.console.log"
+	return "$status"
+}
+
+main() {
+	case "${1:-run}" in
+	run) run_e2e ;;
+	demo) demo_e2e ;;
+	loop) loop_e2e ;;
+	prepare) prepare ;;
+	-h|--help) usage ;;
+	*) usage >&2; exit "$EXIT_USAGE" ;;
+	esac
+}
+
+main "$@"

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Tables of the end-to-end migrations, from the rows harness/guest/tsc_e2e.sh
+prints ("e2e: row key=value ..."), found anywhere in a KTAP or console log.
+
+One table per migration: for each vCPU of the guest, the downtime L1
+measured (HMP stop to cont), the guest TSC's jump across the migration,
+that jump minus L1's time across the same gap (measured in the guest by
+ptp_kvm: the TSC's error), the offset L1's debugfs shows before and after,
+and kvm-clock minus the TSC across the gap; then the offset spread, the
+guest's CLOCK_REALTIME error against L1's, backwards TSC reads between
+vCPUs and clocksource watchdog complaints.
+"""
+
+import argparse
+import re
+import sys
+
+ROW_RE = re.compile(r"e2e: row (.*)$")
+
+TITLES = {
+    "patched-to-stock-refused": "patched QEMU (precise-tsc=on) -> Debian's QEMU 7.2: an old destination must refuse the stream",
+    "precise-6s": "patched QEMU -> patched QEMU, precise-tsc=on, downtime target 6 s (the refused attempt included)",
+    "precise-min": "patched QEMU -> patched QEMU, precise-tsc=on, the shortest downtime the emulator allows",
+    "precise-to-off-min": "patched QEMU -> patched QEMU with precise-tsc=off: the TSC state is received, IA32_TSC restored",
+    "stock-6s": "Debian's QEMU 7.2 -> Debian's QEMU 7.2 (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
+    "stock-to-patched-min": "Debian's QEMU 7.2 -> patched QEMU, precise-tsc=on: an old source sends no state, legacy restore",
+}
+
+
+def parse(line):
+    m = ROW_RE.search(line)
+    if not m:
+        return None
+    row = {}
+    for item in m.group(1).split():
+        if "=" in item:
+            k, v = item.split("=", 1)
+            row[k] = v
+    return row if "case" in row else None
+
+
+def per_vcpu(row, key):
+    v = row.get(key, "-")
+    return v.split(",") if v not in ("", "-") else []
+
+
+def table(row, out):
+    case = row["case"]
+    title = TITLES.get(case, case)
+    print(f"{case}: {title}", file=out)
+    if row.get("downtime_ms", "-") == "-":
+        print(f"  {row.get('result', '')}".rstrip(), file=out)
+        for k in ("refused", "error"):
+            if k in row:
+                print(f"  {k}: {row[k]}", file=out)
+        print(file=out)
+        return
+    print(f"  method {row.get('method', '?')}, downtime (L1, stop to cont) "
+          f"{row['downtime_ms']} ms", file=out)
+    hdr = ("vCPU", "TSC jump", "TSC jump -", "kvm-clock -", "offset before", "offset after")
+    sub = ("", "(ms)", "downtime (us)", "TSC (us)", "(cycles)", "(cycles)")
+    fmt = "  {:>4}  {:>12}  {:>14}  {:>12}  {:>16}  {:>16}"
+    print(fmt.format(*hdr), file=out)
+    print(fmt.format(*sub), file=out)
+    jumps = per_vcpu(row, "tsc_jump_ms")
+    errs = per_vcpu(row, "tsc_err_us")
+    kvmc = per_vcpu(row, "kvmclock_tsc_us")
+    src = per_vcpu(row, "src_offsets")
+    dst = per_vcpu(row, "dst_offsets")
+    n = max(len(jumps), len(errs), len(src), len(dst), 1)
+    for i in range(n):
+        def at(lst):
+            return lst[i] if i < len(lst) else "-"
+        print(fmt.format(i, at(jumps), at(errs), at(kvmc), at(src), at(dst)), file=out)
+    print(f"  offset spread {row.get('offset_spread', '-')} cycles, guest CLOCK_REALTIME "
+          f"error vs L1 {row.get('rt_err_us', '-')} us (change across the migration), "
+          f"backwards TSC reads {row.get('warps', '-')}, clocksource complaints "
+          f"{row.get('complaints', '-')}", file=out)
+    print(file=out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("logs", nargs="+", help="KTAP or console logs with e2e rows")
+    args = ap.parse_args()
+    rows = []
+    for path in args.logs:
+        with open(path, errors="replace") as f:
+            for line in f:
+                r = parse(line)
+                if r:
+                    rows.append(r)
+    if not rows:
+        print("no e2e rows found in " + " ".join(args.logs), file=sys.stderr)
+        return 1
+    for r in rows:
+        table(r, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

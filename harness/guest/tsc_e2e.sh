@@ -1,0 +1,676 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# The end-to-end live-migration test (harness/e2e.sh), inside the test VM:
+# boots a Debian kernel (L2) under the patched QEMU with KVM and migrates
+# it several times in a row (stop, save to a file, quit, restore after a
+# pause, continue), then boots it again under Debian's QEMU and does the
+# same, and asks the guest's tsc_monitor after each migration what it did
+# to its clocks.  Each guest starts with its clocksource watchdog armed,
+# so the precise and the stock rows are measured alike.  KTAP, one case
+# per migration; the precise cases check the guest's clocks, the legacy
+# ones only print them.
+#
+# Reads /e2e/e2e.conf (written by harness/e2e.sh): PATCHED_ACCEL, the
+# timeouts.  busybox sh.
+
+E2E=${E2E:-/e2e}
+# shellcheck disable=SC1091
+[ -r "$E2E/e2e.conf" ] && . "$E2E/e2e.conf"
+STOCK_QEMU=${STOCK_QEMU:-/usr/bin/qemu-system-x86_64}
+PATCHED_QEMU=${PATCHED_QEMU:-$E2E/bin/qemu-patched}
+STOCK_ACCEL=${STOCK_ACCEL:-kvm}
+PATCHED_ACCEL=${PATCHED_ACCEL:-kvm,precise-tsc=on}
+L2_BOOT_TIMEOUT=${L2_BOOT_TIMEOUT:-120}
+MIGRATE_TIMEOUT=${MIGRATE_TIMEOUT:-120}
+REPORT_TIMEOUT=${REPORT_TIMEOUT:-60}
+REPORT_DELAY=${REPORT_DELAY:-1.5}
+TOL_NS=${TOL_NS:-1000000}
+OFF_ACCEL=${OFF_ACCEL:-kvm,precise-tsc=off}
+NR_CASES=6
+# The patched QEMU is built without default devices: no HPET, no vmport.
+# The stock one leaves them out too, or the streams do not match.
+MACHINE=${MACHINE:-pc,hpet=off,vmport=off}
+
+W=/tmp/e2e
+MIG=$W/mig
+SERLOG=$W/l2.console.log
+MONLOG=		# the current QEMU's monitor output
+
+n=0		# cases reported
+fails=0
+BROKEN=		# why the remaining cases cannot run
+QPID=		# the current QEMU: pid, name, binary, stderr file
+QNAME=
+QBIN=
+QERR=
+QN=0		# QEMU processes started
+READERS=	# the cat processes on the output FIFOs
+RETIRED=	# QEMUs told to quit, not yet reaped: PID:NAME ...
+ROUND=1		# tsc_monitor's round
+MIGRATION=0
+
+say() {
+	echo "# e2e: $*"
+}
+
+# now_ms: L1's CLOCK_REALTIME in ms (busybox date has no %N).
+now_ms() {
+	adjtimex | awk '/time.tv_sec/ { s = $2 } /time.tv_usec/ { u = $2 }
+		END { printf "%.0f\n", s * 1000 + int(u / 1000) }'
+}
+
+result() {	# result STATUS NAME [REASON]
+	n=$((n + 1))
+	if [ "$1" = 0 ]; then
+		echo "ok $n $2"
+	else
+		echo "not ok $n $2${3:+ # $3}"
+		fails=$((fails + 1))
+	fi
+}
+
+# fail_case NAME REASON: the case failed and so did the migration chain:
+# every remaining case fails with REASON.
+fail_case() {
+	diagnostics
+	BROKEN=$2
+	result 1 "$1" "$2"
+}
+
+# --- QEMU --------------------------------------------------------------
+
+# alive PID: PID exists and is not a zombie (this shell reaps its
+# children only in wait).
+alive() {
+	[ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+	st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
+qemu_running() {
+	alive "$QPID"
+}
+
+# fifos_new: FIFOs of its own for the next QEMU (nothing stale in them),
+# a reader on each output (it ends when that QEMU exits), and this shell
+# holding each input open read-write so that writing never blocks.
+fifos_new() {
+	exec 8>&- 9>&-
+	F=$W/q$QN
+	MONLOG=$F.monitor.log
+	: >"$MONLOG"
+	mkfifo "$F.ser.in" "$F.ser.out" "$F.mon.in" "$F.mon.out"
+	cat "$F.ser.out" >>"$SERLOG" &
+	READERS="$READERS $!"
+	cat "$F.mon.out" >>"$MONLOG" &
+	READERS="$READERS $!"
+	exec 8<>"$F.mon.in" 9<>"$F.ser.in"
+}
+
+# mon_send CMD: one HMP command, no waiting.
+mon_send() {
+	printf '%s\n' "$1" >&8
+}
+
+# mon_wait_prompt OFFSET SECONDS: wait for a prompt in the monitor log
+# after OFFSET; MON_OUT is what the monitor wrote after OFFSET.  Fails if
+# QEMU exits or SECONDS pass first.
+mon_wait_prompt() {
+	mdeadline=$(($(now_ms) + $2 * 1000))
+	while :; do
+		MON_OUT=$(tail -c +$(($1 + 1)) "$MONLOG" | tr -d '\r')
+		case "$MON_OUT" in *"(qemu)"*) return 0 ;; esac
+		qemu_running || return 1
+		[ "$(now_ms)" -lt $mdeadline ] || return 1
+		sleep 0.05
+	done
+}
+
+# mon CMD [SECONDS]: run an HMP command (its prompt within SECONDS,
+# default 10); its output in MON_OUT.
+mon() {
+	off=$(wc -c <"$MONLOG")
+	mon_send "$1"
+	mon_wait_prompt "$off" "${2:-10}"
+}
+
+# qemu_start NAME BINARY ACCEL [ARGS...]: start QEMU on the L2 kernel and
+# wait for its monitor.  Fails if it exits first or the monitor is silent.
+qemu_start() {
+	QNAME=$1 QBIN=$2
+	accel=$3
+	shift 3
+	QN=$((QN + 1))
+	QERR=$W/qemu.$QN.$QNAME.err
+	fifos_new
+	off=0
+	echo "=== $QN $QNAME: $QBIN -accel $accel $*" >>"$SERLOG"
+	say "qemu $QN ($QNAME): $(basename "$QBIN") -accel $accel $*"
+	t_qemu=$(now_ms)
+	"$QBIN" -accel "$accel" -machine "$MACHINE" -cpu host -smp 2 -m 512 \
+		-nodefaults -no-user-config -no-reboot -display none -L "$E2E/fw" \
+		-kernel "$E2E/l2/vmlinuz" -initrd "$E2E/l2/initrd.gz" \
+		-append "console=ttyS0 panic=-1 loglevel=6" \
+		-chardev pipe,id=ser0,path="$F.ser" -serial chardev:ser0 \
+		-chardev pipe,id=mon0,path="$F.mon" -mon chardev=mon0,mode=readline \
+		"$@" </dev/null >"$QERR" 2>&1 8>&- 9>&- &
+	QPID=$!
+	if mon_wait_prompt "$off" 30; then
+		say "qemu $QN ($QNAME) pid $QPID: monitor up after $(($(now_ms) - t_qemu)) ms"
+		return 0
+	fi
+	qemu_reap 5
+	return 1
+}
+
+# reap PID NAME SECONDS: wait up to SECONDS for a QEMU to exit (SIGKILL
+# after that); REAP_RC is its exit status.
+reap() {
+	i=0
+	while alive "$1" && [ $i -lt $(($3 * 10)) ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if alive "$1"; then
+		say "qemu $2 still running after $3 s: killing it"
+		kill -9 "$1" 2>/dev/null
+	fi
+	wait "$1" 2>/dev/null
+	REAP_RC=$?
+	case $REAP_RC in
+	139) say "error: qemu $2 killed by SIGSEGV (Segmentation fault)" ;;
+	13[0-9]|1[4-9][0-9]) say "qemu $2 killed by signal $((REAP_RC - 128))" ;;
+	esac
+}
+
+# qemu_reap SECONDS: the current QEMU; QEMU_RC.
+qemu_reap() {
+	reap "$QPID" "$QN/$QNAME" "$1"
+	QEMU_RC=$REAP_RC
+	QPID=
+}
+
+qemu_quit() {
+	qemu_running && mon_send quit
+	qemu_reap 30
+}
+
+# qemu_retire: quit the current QEMU without waiting for it to exit (that
+# takes seconds under the emulator: the downtime would include them);
+# reap_retired collects it.
+qemu_retire() {
+	mon_send quit
+	RETIRED="$RETIRED $QPID:$QN/$QNAME"
+	QPID=
+}
+
+reap_retired() {
+	for r in $RETIRED; do
+		reap "${r%%:*}" "${r#*:}" 30
+	done
+	RETIRED=
+}
+
+# save_written: wait until the current QEMU's "exec:cat > FILE" has
+# exited: "completed" comes before QEMU closes the stream, and the last
+# bytes may still be in the pipe.
+save_written() {
+	i=0
+	while [ -n "$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$QPID" '$4 == p')" ]; do
+		[ $i -lt 300 ] || return 1
+		sleep 0.05
+		i=$((i + 1))
+	done
+}
+
+# offsets: the current QEMU's vCPUs' tsc-offset in L1's debugfs,
+# comma-separated.
+offsets() {
+	set -- /sys/kernel/debug/kvm/"$QPID"-*
+	if [ ! -d "$1" ]; then
+		echo "-"
+		return
+	fi
+	out=
+	for v in "$1"/vcpu*; do
+		out=$out${out:+,}$(cat "$v/tsc-offset" 2>/dev/null || echo x)
+	done
+	echo "$out"
+}
+
+# spread A,B,...: max - min, in the shell's 64-bit arithmetic (offsets
+# do not fit a double).
+spread() {
+	lo='' hi=''
+	for v in $(echo "$1" | tr ',' ' '); do
+		case $v in
+		-|*[!0-9-]*|?*-*) echo -; return ;;
+		esac
+		{ [ -z "$lo" ] || [ "$v" -lt "$lo" ]; } && lo=$v
+		{ [ -z "$hi" ] || [ "$v" -gt "$hi" ]; } && hi=$v
+	done
+	if [ -z "$lo" ]; then
+		echo -
+	else
+		echo $((hi - lo))
+	fi
+}
+
+# prefix TEXT: each line of stdin as a diagnostic "# e2e: TEXT: line",
+# the last one too when it has no newline.
+prefix() {
+	tr -d '\r' | awk -v p="# e2e: $1: " '{ print p $0 }'
+}
+
+# mon_log: the monitor's output without the echo of what was typed.
+mon_log() {
+	tr -d '\r' <"$MONLOG" | grep -v "$(printf '\033')"
+}
+
+diagnostics() {
+	say "last lines of the L2 console:"
+	tail -n 25 "$SERLOG" | prefix l2
+	for f in "$W"/qemu.*.err; do
+		[ -s "$f" ] || continue
+		say "$(basename "$f"):"
+		tail -n 10 "$f" | prefix qemu
+	done
+	say "last lines of the monitor:"
+	[ -n "$MONLOG" ] && mon_log | tail -n 12 | prefix mon
+}
+
+# --- the steps of a migration -----------------------------------------
+
+# boot_l2 NAME BINARY ACCEL: start L2 (a fresh guest: its own console
+# log) under that QEMU; wait for tsc_monitor.
+boot_l2() {
+	t0=$(now_ms)
+	[ -s "$SERLOG" ] && cat "$SERLOG" >>"$W/l2.earlier.log"
+	: >"$SERLOG"
+	ROUND=1
+	if ! qemu_start "$1" "$2" "$3"; then
+		say "error: $1 QEMU did not start (status $QEMU_RC)"
+		return 1
+	fi
+	deadline=$((t0 + L2_BOOT_TIMEOUT * 1000))
+	while ! grep -q 'tsc_monitor: ready' "$SERLOG"; do
+		if grep -q 'e2e: error:' "$SERLOG"; then
+			say "error: L2 reported an error"
+			return 1
+		fi
+		if ! qemu_running; then
+			qemu_reap 1
+			say "error: QEMU exited (status $QEMU_RC) while L2 booted"
+			return 1
+		fi
+		if [ "$(now_ms)" -ge $deadline ]; then
+			say "error: L2 boot timeout: tsc_monitor not ready after $L2_BOOT_TIMEOUT s"
+			return 1
+		fi
+		sleep 0.2
+	done
+	say "time: L2 boot (QEMU start to tsc_monitor ready) $(($(now_ms) - t0)) ms"
+	tr -d '\r' <"$SERLOG" | grep -E '^e2e: |tsc_monitor: ' | sed 's/^/# /'
+	r=$(tr -d '\r' <"$SERLOG" | sed -n 's/.*tsc_monitor: ready.*round=\([0-9]*\).*/\1/p' | tail -n 1)
+	ROUND=${r:-1}
+}
+
+# save_vm: stop the current QEMU, save it to $MIG, read its offsets
+# (SRC_OFFSETS), quit it.  T_STOP: L1's time of the stop.
+save_vm() {
+	rm -f "$MIG"
+	mon "migrate_set_parameter max-bandwidth 100000" || return 1
+	T_STOP=$(now_ms)
+	mon stop || return 1
+	mon "migrate -d \"exec:cat > $MIG\"" || return 1
+	deadline=$((T_STOP + MIGRATE_TIMEOUT * 1000))
+	while :; do
+		mon "info migrate" || { say "error: source monitor gone"; return 1; }
+		case "$MON_OUT" in
+		*"Migration status: completed"*) break ;;
+		*"Migration status: failed"*|*"Migration status: cancelled"*)
+			say "error: saving failed"
+			printf '%s\n' "$MON_OUT" | prefix mon
+			return 1 ;;
+		esac
+		if [ "$(now_ms)" -ge $deadline ]; then
+			say "error: save not completed after $MIGRATE_TIMEOUT s"
+			return 1
+		fi
+		sleep 0.1
+	done
+	save_written || { say "error: the migration's cat did not exit"; return 1; }
+	T_SAVED=$(now_ms)
+	SRC_OFFSETS=$(offsets)
+	say "saved $(stat -c %s "$MIG") bytes in $((T_SAVED - T_STOP)) ms; source offsets $SRC_OFFSETS"
+	qemu_retire
+}
+
+# refused: the destination that exited refused the stream (rather than
+# failing to start or crashing).
+refused() {
+	[ "$QEMU_RC" = 1 ] && grep -q 'load of migration failed' "$QERR"
+}
+
+# load_vm NAME BINARY ACCEL: start a destination on $MIG and wait for the
+# load.  Returns 0 when loaded (paused), 1 when QEMU refused the stream
+# (REFUSAL: its message), 2 on any other failure.
+load_vm() {
+	t0=$(now_ms)
+	REFUSAL=
+	if ! qemu_start "$1" "$2" "$3" -S -incoming "exec:cat $MIG"; then
+		REFUSAL=$(grep -v '^$' "$QERR" | tail -n 3 | tr '\n' ' ')
+		say "qemu $QN ($1) exited with status $QEMU_RC before its monitor answered: $REFUSAL"
+		refused && return 1
+		return 2
+	fi
+	deadline=$((t0 + MIGRATE_TIMEOUT * 1000))
+	while :; do
+		# the monitor may not answer until the load is done
+		if ! mon "info status" $(((deadline - $(now_ms)) / 1000 + 1)); then
+			qemu_running && say "error: destination monitor silent for $MIGRATE_TIMEOUT s"
+			qemu_reap 5
+			REFUSAL=$(grep -v '^$' "$QERR" | tail -n 3 | tr '\n' ' ')
+			say "qemu $QN ($1) exited with status $QEMU_RC while loading: $REFUSAL"
+			refused && return 1
+			return 2
+		fi
+		case "$MON_OUT" in
+		*"VM status: paused (inmigrate)"*) ;;
+		*"VM status: paused"*)
+			mon "info migrate"
+			case "$MON_OUT" in
+			*"Migration status: failed"*)
+				REFUSAL="info migrate: failed"
+				return 1 ;;
+			esac
+			break ;;
+		*"VM status: running"*)
+			say "error: the destination runs without cont"
+			return 2 ;;
+		esac
+		if [ "$(now_ms)" -ge $deadline ]; then
+			say "error: load not completed after $MIGRATE_TIMEOUT s"
+			return 2
+		fi
+		sleep 0.1
+	done
+	T_LOADED=$(now_ms)
+	say "loaded in $((T_LOADED - t0)) ms (QEMU start included)"
+}
+
+# resume_vm TARGET_MS: cont once TARGET_MS have passed since the stop;
+# DOWNTIME_MS, DST_OFFSETS.
+resume_vm() {
+	while [ $(($(now_ms) - T_STOP)) -lt "$1" ]; do
+		sleep 0.02
+	done
+	T_CONT=$(now_ms)
+	mon cont || return 1
+	DOWNTIME_MS=$((T_CONT - T_STOP))
+	DST_OFFSETS=$(offsets)
+	mon "info status"
+	case "$MON_OUT" in
+	*"VM status: running"*) ;;
+	*) say "error: not running after cont"; return 1 ;;
+	esac
+	say "cont after $DOWNTIME_MS ms; destination offsets $DST_OFFSETS"
+}
+
+# report: ask tsc_monitor for the round; its lines in $W/round.R.
+report() {
+	sleep "$REPORT_DELAY"
+	R=$ROUND
+	echo report >&9
+	deadline=$(($(now_ms) + REPORT_TIMEOUT * 1000))
+	while ! tr -d '\r' <"$SERLOG" | grep -q "e2e: round=$R done"; do
+		if ! qemu_running; then
+			qemu_reap 1
+			say "error: QEMU exited (status $QEMU_RC) before the report"
+			return 1
+		fi
+		if [ "$(now_ms)" -ge $deadline ]; then
+			say "error: no report of round $R after $REPORT_TIMEOUT s"
+			return 1
+		fi
+		sleep 0.2
+	done
+	tr -d '\r' <"$SERLOG" | grep "e2e: round=$R " | sed 's/.*\(e2e: round=\)/\1/' >"$W/round.$R"
+	sed 's/^/# /' "$W/round.$R"
+	ROUND=$((R + 1))
+}
+
+# analyse ROUND_FILE: the row's guest figures on the first line, then one
+# line per check that failed.
+# shellcheck disable=SC2016
+ANALYSE_AWK='
+function num(v) { return v ~ /^-?[0-9]+$/ }
+function abs(v) { v += 0; return v < 0 ? -v : v }
+function list(a, v) { return a == "" ? v : a "," v }
+function bad(msg) { fails[++nf] = msg }
+{
+	for (k in f)
+		delete f[k]
+	for (i = 1; i <= NF; i++)
+		if ((p = index($i, "=")) > 0)
+			f[substr($i, 1, p - 1)] = substr($i, p + 1)
+}
+"cpu" in f {
+	ncpu++
+	c = f["cpu"]
+	if (num(f["tsc_jump_ns"])) jump = list(jump, sprintf("%.3f", f["tsc_jump_ns"] / 1e6))
+	else { jump = list(jump, "?"); bad("cpu " c ": tsc_jump_ns=" f["tsc_jump_ns"]) }
+	if (num(f["tsc_err_ns"])) {
+		err = list(err, sprintf("%.1f", f["tsc_err_ns"] / 1e3))
+		if (abs(f["tsc_err_ns"]) > tol + 0)
+			bad("cpu " c ": |tsc_err_ns| = |" f["tsc_err_ns"] "| > " tol)
+	} else { err = list(err, "?"); bad("cpu " c ": tsc_err_ns=" f["tsc_err_ns"]) }
+	if (num(f["kvmclock_tsc_ns"])) {
+		kvm = list(kvm, sprintf("%.1f", f["kvmclock_tsc_ns"] / 1e3))
+		if (abs(f["kvmclock_tsc_ns"]) > tol + 0)
+			bad("cpu " c ": |kvmclock_tsc_ns| = |" f["kvmclock_tsc_ns"] "| > " tol)
+	} else { kvm = list(kvm, "?"); bad("cpu " c ": kvmclock_tsc_ns=" f["kvmclock_tsc_ns"]) }
+	if (num(f["rt_err_before_ns"]) && num(f["rt_err_after_ns"])) {
+		d = f["rt_err_after_ns"] - f["rt_err_before_ns"]
+		if (!have_rt || abs(d) > abs(rt)) rt = d
+		have_rt = 1
+		if (abs(d) > tol + 0)
+			bad("cpu " c ": |rt_err_after_ns - rt_err_before_ns| = |" d "| > " tol)
+	} else bad("cpu " c ": rt_err_before_ns=" f["rt_err_before_ns"] " rt_err_after_ns=" f["rt_err_after_ns"])
+}
+"warps" in f { warps = f["warps"]; if (warps != 0) bad("warps=" warps " max_warp_cycles=" f["max_warp_cycles"]) }
+"klog_complaints" in f { complaints = f["klog_complaints"]; if (complaints != 0) bad("klog_complaints=" complaints) }
+END {
+	if (ncpu != cpus) bad(ncpu + 0 " vCPUs reported, not " cpus)
+	if (warps == "") { warps = "?"; bad("no warps line") }
+	if (complaints == "") { complaints = "?"; bad("no klog_complaints line") }
+	printf "tsc_jump_ms=%s tsc_err_us=%s rt_err_us=%s kvmclock_tsc_us=%s warps=%s complaints=%s\n",
+		jump == "" ? "-" : jump, err == "" ? "-" : err,
+		have_rt ? sprintf("%.1f", rt / 1e3) : "-", kvm == "" ? "-" : kvm, warps, complaints
+	for (i = 1; i <= nf; i++)
+		print fails[i]
+}'
+
+analyse() {
+	awk -v tol="$TOL_NS" -v cpus=2 "$ANALYSE_AWK" "$1"
+}
+
+# row CASE METHOD [GUEST_FIGURES [MORE]]: the summary row of a case.
+row() {
+	guest=${3:-tsc_jump_ms=- tsc_err_us=- rt_err_us=- kvmclock_tsc_us=- warps=- complaints=-}
+	guest_head=${guest%% rt_err_us=*}
+	guest_tail=rt_err_us=${guest#* rt_err_us=}
+	say "row case=$1 method=$2 downtime_ms=${DOWNTIME_MS:--} $guest_head" \
+		"offset_spread=$(spread "${DST_OFFSETS:--}") src_offsets=${SRC_OFFSETS:--}" \
+		"dst_offsets=${DST_OFFSETS:--} $guest_tail${4:+ $4}"
+}
+
+# finish_case NAME METHOD CHECK: report, row, result of a migrated case;
+# CHECK=1 applies the precise checks.
+finish_case() {
+	if ! report; then
+		fail_case "$1" "no report from the guest"
+		return
+	fi
+	reap_retired
+	figures=$(analyse "$W/round.$((ROUND - 1))")
+	row "$1" "$2" "$(echo "$figures" | head -n 1)"
+	say "time: migration $MIGRATION: stop to cont $DOWNTIME_MS ms, stop to report $(($(now_ms) - T_STOP)) ms"
+	problems=$(echo "$figures" | sed 1d)
+	if [ "$3" = 1 ]; then
+		sp=$(spread "$DST_OFFSETS")
+		[ "$sp" = 0 ] || problems="destination tsc-offsets differ: $DST_OFFSETS (spread $sp)
+$problems"
+	fi
+	if [ "$3" = 1 ] && [ -n "$problems" ]; then
+		echo "$problems" | grep -v '^$' | sed 's/^/# e2e: check failed: /'
+		result 1 "$1" "$(echo "$problems" | grep -v '^$' | head -n 1)"
+		return
+	fi
+	[ -n "$problems" ] && echo "$problems" | sed 's/^/# e2e: (informational) /'
+	result 0 "$1"
+}
+
+# --- the cases ----------------------------------------------------------
+
+start_migration() {
+	MIGRATION=$((MIGRATION + 1))
+	say "migration $MIGRATION starting"
+	SRC_OFFSETS='' DST_OFFSETS='' DOWNTIME_MS=''
+}
+
+# migrate_case NAME METHOD DST_BINARY DST_ACCEL DOWNTIME_MS CHECK
+migrate_case() {
+	if [ -n "$BROKEN" ]; then
+		result 1 "$1" "$BROKEN"
+		return
+	fi
+	start_migration
+	save_vm || { fail_case "$1" "saving failed"; return; }
+	load_vm "$1" "$3" "$4"
+	case $? in
+	0) ;;
+	1) fail_case "$1" "destination refused the stream: $REFUSAL"; return ;;
+	*) fail_case "$1" "loading failed${REFUSAL:+: $REFUSAL}"; return ;;
+	esac
+	resume_vm "$5" || { fail_case "$1" "cont failed"; return; }
+	finish_case "$1" "$2" "$6"
+}
+
+# refused_case NAME: the patched source saves; stock QEMU must refuse it.
+# The stream stays in $MIG for the next case.
+refused_case() {
+	if [ -n "$BROKEN" ]; then
+		result 1 "$1" "$BROKEN"
+		return
+	fi
+	start_migration
+	save_vm || { fail_case "$1" "saving failed"; return; }
+	load_vm "$1" "$STOCK_QEMU" "$STOCK_ACCEL"
+	rc=$?
+	case $rc in
+	0) outcome=accepted ;;
+	1) outcome=refused ;;
+	*) outcome=failed ;;
+	esac
+	row "$1" precise "" "result=$outcome"
+	qemu_running && qemu_quit
+	case $rc in
+	1)
+		say "stock QEMU refused the stream: $REFUSAL"
+		result 0 "$1" ;;
+	0)
+		say "stock QEMU loaded the patched source's stream"
+		result 1 "$1" "stock QEMU accepted the stream" ;;
+	*)
+		say "stock QEMU failed otherwise (status $QEMU_RC): $REFUSAL"
+		result 1 "$1" "stock QEMU failed otherwise: $REFUSAL" ;;
+	esac
+}
+
+# reload_case NAME DOWNTIME_MS: the same stream into the patched QEMU.
+reload_case() {
+	if [ -n "$BROKEN" ]; then
+		result 1 "$1" "$BROKEN"
+		return
+	fi
+	load_vm "$1" "$PATCHED_QEMU" "$PATCHED_ACCEL"
+	case $? in
+	0) ;;
+	1) fail_case "$1" "destination refused the stream: $REFUSAL"; return ;;
+	*) fail_case "$1" "loading failed${REFUSAL:+: $REFUSAL}"; return ;;
+	esac
+	resume_vm "$2" || { fail_case "$1" "cont failed"; return; }
+	finish_case "$1" precise 1
+}
+
+setup() {
+	rm -rf $W
+	mkdir -p $W
+	: >"$SERLOG"
+	trap cleanup EXIT
+	say "stock:   $STOCK_QEMU -accel $STOCK_ACCEL: $("$STOCK_QEMU" --version 2>&1 | head -n 1)"
+	say "patched: $PATCHED_QEMU -accel $PATCHED_ACCEL: $("$PATCHED_QEMU" --version 2>&1 | head -n 1)"
+	[ -c /dev/kvm ] || { BROKEN="no /dev/kvm in L1"; return; }
+	[ -d /sys/kernel/debug/kvm ] || say "warning: no KVM debugfs: offsets not read"
+}
+
+cleanup() {
+	for p in $QPID $RETIRED; do
+		kill -9 "${p%%:*}" 2>/dev/null
+	done
+	exec 8>&- 9>&-
+	for p in $READERS; do
+		kill "$p" 2>/dev/null
+	done
+}
+
+main() {
+	t_start=$(now_ms)
+	echo "TAP version 13"
+	echo "1..$NR_CASES"
+	setup
+	# Guest A, under the patched QEMU: the precise cases first, while its
+	# watchdog still watches the TSC; then the compatibility cases.
+	start_guest guest-a "$PATCHED_QEMU" "$PATCHED_ACCEL"
+	refused_case patched-to-stock-refused
+	reload_case precise-6s 6000
+	migrate_case precise-min precise "$PATCHED_QEMU" "$PATCHED_ACCEL" 0 1
+	migrate_case precise-to-off-min legacy "$PATCHED_QEMU" "$OFF_ACCEL" 0 0
+	stop_guest
+	# Guest B, under Debian's QEMU: what users get today, the same
+	# downtime as precise-6s; then an old source to the patched QEMU.
+	start_guest guest-b "$STOCK_QEMU" "$STOCK_ACCEL"
+	migrate_case stock-6s legacy "$STOCK_QEMU" "$STOCK_ACCEL" 6000 0
+	migrate_case stock-to-patched-min legacy "$PATCHED_QEMU" "$PATCHED_ACCEL" 0 0
+	stop_guest
+	reap_retired
+	say "time: whole test $(($(now_ms) - t_start)) ms"
+	say "the L2 consoles, all of them:"
+	cat "$W/l2.earlier.log" "$SERLOG" 2>/dev/null | prefix l2
+	[ "$fails" = 0 ]
+}
+
+# start_guest NAME BINARY ACCEL: boot a fresh L2; one retry when the boot
+# itself fails (QEMU dies, or L2 never gets to its monitor: the emulator's
+# nested-boot failures), never after a migration of that guest.
+start_guest() {
+	[ -z "$BROKEN" ] || return
+	boot_l2 "$@" && return
+	diagnostics
+	qemu_running && qemu_quit
+	say "retry: the boot of $1 failed before its first migration; booting it once more"
+	boot_l2 "$@" && return
+	diagnostics
+	BROKEN="L2 ($1) did not boot"
+}
+
+stop_guest() {
+	[ -z "$BROKEN" ] || return
+	if qemu_running; then
+		echo quit >&9
+		qemu_quit
+	fi
+}
+
+main
