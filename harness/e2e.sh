@@ -255,6 +255,8 @@ loop_e2e() {
 	{
 		printf '%s\n' "${lines[@]}"
 		echo "e2e loop: $count runs, $pass passed, $fail failed, $retried retried once"
+		echo
+		python3 "$HARNESS_DIR/e2e_table.py" --summary "$LOG_DIR/$base".[0-9]*.ktap.log || true
 	} | tee "$out"
 	[ "$fail" -eq 0 ]
 }

@@ -80,8 +80,52 @@ def table(row, out):
     print(file=out)
 
 
+def floats(rows, key):
+    out = []
+    for r in rows:
+        for v in per_vcpu(r, key):
+            try:
+                out.append(float(v))
+            except ValueError:
+                pass
+    return out
+
+
+def span(vals, fmt="{:.1f}"):
+    if not vals:
+        return "-"
+    lo, hi = min(vals), max(vals)
+    return fmt.format(lo) if lo == hi else (fmt.format(lo) + " .. " + fmt.format(hi))
+
+
+def summary(rows, out):
+    """One line per case over many runs: the range of each figure."""
+    cases = []
+    for r in rows:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    print("case                    runs  downtime (ms)      TSC error (us)            "
+          "kvm-clock - TSC (us)      realtime error (us)       spread  backwards  complaints",
+          file=out)
+    for c in cases:
+        rs = [r for r in rows if r["case"] == c and r.get("downtime_ms", "-") != "-"]
+        if not rs:
+            res = [r.get("result", "?") for r in rows if r["case"] == c]
+            print(f"{c:<22} {len(res):>5}  " + ", ".join(f"{x} x{res.count(x)}" for x in sorted(set(res))), file=out)
+            continue
+        spreads = floats(rs, "offset_spread")
+        warps = floats(rs, "warps")
+        compl = floats(rs, "complaints")
+        print(f"{c:<22} {len(rs):>5}  {span(floats(rs, 'downtime_ms'), '{:.0f}'):<17}  "
+              f"{span(floats(rs, 'tsc_err_us')):<24}  {span(floats(rs, 'kvmclock_tsc_us')):<24}  "
+              f"{span(floats(rs, 'rt_err_us')):<24}  {span(spreads, '{:.0f}'):>6}  "
+              f"{sum(warps):>9.0f}  {span(compl, '{:.0f}'):>10}", file=out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--summary", action="store_true",
+                    help="one line per case: each figure's range over all the logs")
     ap.add_argument("logs", nargs="+", help="KTAP or console logs with e2e rows")
     args = ap.parse_args()
     rows = []
@@ -94,6 +138,9 @@ def main():
     if not rows:
         print("no e2e rows found in " + " ".join(args.logs), file=sys.stderr)
         return 1
+    if args.summary:
+        summary(rows, sys.stdout)
+        return 0
     for r in rows:
         table(r, sys.stdout)
     return 0

@@ -109,6 +109,18 @@ gate_tools() {
 	[ -z "$bad" ] || fail "the series edits: $(echo "$bad" | tr '\n' ' ')(edit include/uapi and arch/x86/include/uapi only)"
 }
 
+# justified PATCH COVER_TEXT COVER_FILE: every report read from stdin (one
+# message a line) is quoted in the cover letter's text.
+justified() {
+	local msg status=0
+	while IFS= read -r msg; do
+		[ -n "$msg" ] || continue
+		grep -qF -- "$msg" <<<"$2" ||
+			fail "$(basename "$1"): '$msg' is not justified in $3" || status=1
+	done < <(sed 's/ *$//' | sort -u)
+	return "$status"
+}
+
 gate_checkpatch() {
 	local p out status=0 msg cover
 	cover=$(tr -s ' \n' '  ' <"$COVER_LETTER" 2>/dev/null || true)
@@ -120,12 +132,8 @@ gate_checkpatch() {
 			grep -A3 '^ERROR:' <<<"$out" | sed 's/^/  /' >&2
 			fail "checkpatch errors in $(basename "$p")" || status=1
 		fi
-		while IFS= read -r msg; do
-			[ -n "$msg" ] || continue
-			if ! grep -qF -- "$msg" <<<"$cover"; then
-				fail "$(basename "$p"): '$msg' is not justified in the cover letter" || status=1
-			fi
-		done < <(sed -n 's/^\(WARNING\|CHECK\):[A-Z_]*: \(.*\)$/\2/p' <<<"$out" | sed 's/ *$//' | sort -u)
+		justified "$p" "$cover" "$COVER_LETTER" < <(sed -n 's/^\(WARNING\|CHECK\):[A-Z_]*: \(.*\)$/\2/p' <<<"$out") ||
+			status=1
 		log "checkpatch --strict: $(basename "$p"): $(grep -cE '^(ERROR|WARNING|CHECK):' <<<"$out" || true) reports"
 	done
 	return "$status"
@@ -138,20 +146,27 @@ no_placeholder() {
 	[ -z "$left" ] || fail "$(basename "$(dirname "$1")") cover letter still has placeholders: $left"
 }
 
-gate_cover() {
-	local c=$COVER_LETTER status=0 section p subject
-	[ -f "$c" ] || fail "no cover letter $c"
+# check_cover COVER VERSION SHA256 PATCH...: the sections every cover
+# letter has, its base, no placeholder left, every patch's subject.
+check_cover() {
+	local c=$1 version=$2 sha=$3 status=0 section p subject
+	shift 3
+	[ -f "$c" ] || { fail "no cover letter $c"; return 1; }
 	no_placeholder "$c" || status=1
 	for section in "Subject: \[PATCH 0/" "Testing" "Not tested" "Intel VMX" \
-		"$BASE_VERSION" "$BASE_SHA256" "files changed"; do
-		grep -q -- "$section" "$c" || fail "cover letter lacks '$section'" || status=1
+		"$version" "$sha" "files changed"; do
+		grep -q -- "$section" "$c" || fail "$c lacks '$section'" || status=1
 	done
-	for p in $(series_files); do
+	for p in "$@"; do
 		subject=$(sed -n 's/^Subject: \[PATCH[^]]*\] //p' "$p" | head -n 1)
-		grep -qF -- "$subject" "$c" || fail "cover letter lacks the shortlog line '$subject'" || status=1
+		grep -qF -- "$subject" "$c" || fail "$c lacks the shortlog line '$subject'" || status=1
 	done
-	log "checked the cover letter's sections, base, sha256 and shortlog"
+	log "checked $(basename "$(dirname "$c")")'s cover letter: sections, base, sha256, shortlog"
 	return "$status"
+}
+
+gate_cover() {
+	check_cover "$COVER_LETTER" "$BASE_VERSION" "$BASE_SHA256" $(series_files)
 }
 
 gate_apply() {
@@ -407,30 +422,15 @@ gate_qemu_checkpatch() {
 			grep -A3 '^ERROR:' <<<"$out" | sed 's/^/  /' >&2
 			fail "QEMU checkpatch errors in $(basename "$p")" || status=1
 		fi
-		while IFS= read -r msg; do
-			[ -n "$msg" ] || continue
-			grep -qF -- "$msg" <<<"$cover" ||
-				fail "$(basename "$p"): '$msg' is not justified in the QEMU cover letter" || status=1
-		done < <(sed -n 's/^WARNING: \(.*\)$/\1/p' <<<"$out" | sed 's/ *$//' | sort -u)
+		justified "$p" "$cover" "$QEMU_COVER" < <(sed -n 's/^WARNING: \(.*\)$/\1/p' <<<"$out") ||
+			status=1
 		log "QEMU checkpatch: $(basename "$p"): $(grep -cE '^(ERROR|WARNING):' <<<"$out" || true) reports"
 	done
 	return "$status"
 }
 
 gate_qemu_cover() {
-	local c=$QEMU_COVER status=0 section p subject
-	[ -f "$c" ] || fail "no QEMU cover letter $c"
-	for section in "Subject: \[PATCH 0/" "Testing" "Not tested" "Intel VMX" \
-		"$QEMU_BASE_VERSION" "$QEMU_BASE_DSC_SHA256" "files changed"; do
-		grep -q -- "$section" "$c" || fail "QEMU cover letter lacks '$section'" || status=1
-	done
-	no_placeholder "$c" || status=1
-	for p in $(qemu_series_files); do
-		subject=$(sed -n 's/^Subject: \[PATCH[^]]*\] //p' "$p" | head -n 1)
-		grep -qF -- "$subject" "$c" || fail "QEMU cover letter lacks the shortlog line '$subject'" || status=1
-	done
-	log "checked the QEMU cover letter's sections, base, sha256 and shortlog"
-	return "$status"
+	check_cover "$QEMU_COVER" "$QEMU_BASE_VERSION" "$QEMU_BASE_DSC_SHA256" $(qemu_series_files)
 }
 
 # uapi_defs FILE: the precise-TSC uAPI of a kvm.h, one item a line.

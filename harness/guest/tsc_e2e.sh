@@ -539,14 +539,9 @@ start_migration() {
 	SRC_OFFSETS='' DST_OFFSETS='' DOWNTIME_MS=''
 }
 
-# migrate_case NAME METHOD DST_BINARY DST_ACCEL DOWNTIME_MS CHECK
-migrate_case() {
-	if [ -n "$BROKEN" ]; then
-		result 1 "$1" "$BROKEN"
-		return
-	fi
-	start_migration
-	save_vm || { fail_case "$1" "saving failed"; return; }
+# load_resume_finish NAME METHOD DST_BINARY DST_ACCEL DOWNTIME_MS CHECK:
+# the destination's half of a migration, and the case's result.
+load_resume_finish() {
 	load_vm "$1" "$3" "$4"
 	case $? in
 	0) ;;
@@ -557,15 +552,27 @@ migrate_case() {
 	finish_case "$1" "$2" "$6"
 }
 
+# begin_migration NAME: the source's half of a migration; fails (the case
+# reported) when the chain is broken or the save fails.
+begin_migration() {
+	if [ -n "$BROKEN" ]; then
+		result 1 "$1" "$BROKEN"
+		return 1
+	fi
+	start_migration
+	save_vm || { fail_case "$1" "saving failed"; return 1; }
+}
+
+# migrate_case NAME METHOD DST_BINARY DST_ACCEL DOWNTIME_MS CHECK
+migrate_case() {
+	begin_migration "$1" || return
+	load_resume_finish "$@"
+}
+
 # refused_case NAME: the patched source saves; stock QEMU must refuse it.
 # The stream stays in $MIG for the next case.
 refused_case() {
-	if [ -n "$BROKEN" ]; then
-		result 1 "$1" "$BROKEN"
-		return
-	fi
-	start_migration
-	save_vm || { fail_case "$1" "saving failed"; return; }
+	begin_migration "$1" || return
 	load_vm "$1" "$STOCK_QEMU" "$STOCK_ACCEL"
 	rc=$?
 	case $rc in
@@ -594,14 +601,7 @@ reload_case() {
 		result 1 "$1" "$BROKEN"
 		return
 	fi
-	load_vm "$1" "$PATCHED_QEMU" "$PATCHED_ACCEL"
-	case $? in
-	0) ;;
-	1) fail_case "$1" "destination refused the stream: $REFUSAL"; return ;;
-	*) fail_case "$1" "loading failed${REFUSAL:+: $REFUSAL}"; return ;;
-	esac
-	resume_vm "$2" || { fail_case "$1" "cont failed"; return; }
-	finish_case "$1" precise 1
+	load_resume_finish "$1" precise "$PATCHED_QEMU" "$PATCHED_ACCEL" "$2" 1
 }
 
 setup() {

@@ -26,18 +26,24 @@ GTREE=$GATES_DIR/tree
 QTREE=$GATES_DIR/qemu-tree
 export GATES_DIR
 
-# make_patch NAME FILE CONTENT_CMD: a patch, made in the gates worktree on
-# top of the base, that lets CONTENT_CMD change FILE.
+# patch_in TREE PREFIX NAME FILE CONTENT_CMD...: a patch, made in the
+# worktree TREE on top of the base, that lets CONTENT_CMD change FILE.
+patch_in() {
+	local tree=$1 prefix=$2 name=$3 file=$4
+	shift 4
+	git -C "$tree" am --abort >/dev/null 2>&1 || true
+	git -C "$tree" checkout -q --detach -f base
+	(cd "$tree" && "$@" "$file")
+	git -C "$tree" add -f "$file"
+	git -C "$tree" -c user.name=gate-test -c user.email=gate@test commit -q -s \
+		-m "$prefix: Gate self-test: $name" -m "Deliberately broken input for the $name gate."
+	git -C "$tree" format-patch -q --stdout -1 >"$SCRATCH/$name.patch"
+	git -C "$tree" checkout -q --detach -f base
+}
+
+# make_patch NAME FILE CONTENT_CMD...: such a patch of the kernel.
 make_patch() {
-	local name=$1 file=$2
-	shift 2
-	git -C "$GTREE" checkout -q --detach -f base
-	(cd "$GTREE" && "$@" "$file")
-	git -C "$GTREE" add -f "$file"
-	git -C "$GTREE" -c user.name=gate-test -c user.email=gate@test commit -q -s \
-		-m "KVM: x86: Gate self-test: $name" -m "Deliberately broken input for the $name gate."
-	git -C "$GTREE" format-patch -q --stdout -1 >"$SCRATCH/$name.patch"
-	git -C "$GTREE" checkout -q --detach -f base
+	patch_in "$GTREE" "KVM: x86" "$@"
 }
 
 # series DIR PATCH...: a patch directory with a series file, and the real
@@ -183,20 +189,12 @@ case_maintainers() {
 # qemu_make_patch NAME FILE CMD TEXT: a QEMU patch on top of the QEMU base
 # in which CMD (new_file or append_to) puts TEXT into FILE.
 qemu_make_patch() {
-	local name=$1 file=$2
 	if [ ! -e "$QTREE/.git" ]; then
 		[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply >/dev/null
 		git -C "$QEMU_TREE_DIR" worktree prune
 		git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QTREE" base
 	fi
-	git -C "$QTREE" am --abort >/dev/null 2>&1 || true
-	git -C "$QTREE" checkout -q --detach -f base
-	(cd "$QTREE" && "$3" "$4" "$file")
-	git -C "$QTREE" add -f "$file"
-	git -C "$QTREE" -c user.name=gate-test -c user.email=gate@test commit -q -s \
-		-m "target/i386/kvm: Gate self-test: $name" -m "Deliberately broken input for the $name gate."
-	git -C "$QTREE" format-patch -q --stdout -1 >"$SCRATCH/$name.patch"
-	git -C "$QTREE" checkout -q --detach -f base
+	patch_in "$QTREE" target/i386/kvm "$1" "$2" "$3" "$4"
 }
 
 # qemu_series DIR PATCH...: a QEMU patch directory, with the real QEMU
@@ -212,13 +210,18 @@ case_qemu_checkpatch() {
 	expect_fail qemu_checkpatch QEMU_PATCH_DIR="$SCRATCH/qemu_checkpatch"
 }
 
-case_qemu_cover() {
-	local dir=$SCRATCH/qemu_cover name
-	qemu_series "$dir"
+# qemu_whole_series DIR: the real QEMU series and cover letter, to break.
+qemu_whole_series() {
+	local name files=()
 	while read -r name; do
-		cp "$QEMU_PATCH_DIR/$name" "$dir/"
-		echo "$name" >>"$dir/series"
+		files+=("$QEMU_PATCH_DIR/$name")
 	done <"$QEMU_PATCH_DIR/series"
+	qemu_series "$1" "${files[@]}"
+}
+
+case_qemu_cover() {
+	local dir=$SCRATCH/qemu_cover
+	qemu_whole_series "$dir"
 	append_to "@E2E_RESULTS@" "$dir/0000-cover-letter.patch"
 	expect_fail qemu_cover QEMU_PATCH_DIR="$dir"
 }
@@ -226,11 +229,7 @@ case_qemu_cover() {
 case_qemu_headers() {
 	# The real series, with one field of the uAPI copy renamed.
 	local dir=$SCRATCH/qemu_headers name
-	qemu_series "$dir"
-	while read -r name; do
-		cp "$QEMU_PATCH_DIR/$name" "$dir/"
-		echo "$name" >>"$dir/series"
-	done <"$QEMU_PATCH_DIR/series"
+	qemu_whole_series "$dir"
 	name=$(head -n 1 "$QEMU_PATCH_DIR/series")
 	grep -q '^+	__u64 kvmclock_ns;' "$dir/$name" ||
 		{ log "$name does not add kvmclock_ns"; return 1; }
