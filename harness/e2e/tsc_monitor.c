@@ -25,12 +25,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
@@ -724,6 +726,84 @@ static void __attribute__((noreturn)) finish(void)
 
 enum { CMD_NONE, CMD_REPORT, CMD_QUIT };
 
+/*
+ * The commands come over the guest's serial console, which a migration
+ * disturbs (a break is a SIGINT, a carrier drop a hangup: EOF from then
+ * on).  Only "quit" and the -t timeout end the monitor: a signal of the
+ * terminal is counted and reported, and a hangup reopens the terminal.
+ */
+static volatile sig_atomic_t tty_signals[NSIG];
+static char stdin_path[256];
+
+static void note_signal(int sig)
+{
+	tty_signals[sig]++;
+}
+
+static void report_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU };
+	unsigned int i;
+
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		if (!tty_signals[sigs[i]])
+			continue;
+		printf("tsc_monitor: warning: got signal %d (%s) %d times from the terminal\n",
+		       sigs[i], strsignal(sigs[i]), (int)tty_signals[sigs[i]]);
+		tty_signals[sigs[i]] = 0;
+		fflush(stdout);
+	}
+}
+
+/* CLOCAL: a carrier drop on the console does not hang it up */
+static void tty_local(int fd)
+{
+	struct termios t;
+
+	if (tcgetattr(fd, &t))
+		return;
+	if (!(t.c_cflag & CLOCAL)) {
+		t.c_cflag |= CLOCAL;
+		if (tcsetattr(fd, TCSANOW, &t))
+			printf("tsc_monitor: warning: cannot set CLOCAL on stdin: %s\n", strerror(errno));
+	}
+}
+
+static void setup_stdin(void)
+{
+	static const int sigs[] = { SIGINT, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU };
+	struct sigaction sa = { .sa_handler = note_signal };
+	ssize_t n;
+	unsigned int i;
+
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+	n = readlink("/proc/self/fd/0", stdin_path, sizeof(stdin_path) - 1);
+	stdin_path[n > 0 ? n : 0] = 0;
+	tty_local(0);
+}
+
+/* EOF or an error on a terminal: hung up; open it again */
+static int reopen_stdin(const char *why)
+{
+	int fd;
+
+	printf("tsc_monitor: warning: %s on stdin (%s): reopening it\n", why,
+	       stdin_path[0] ? stdin_path : "?");
+	fflush(stdout);
+	if (!stdin_path[0] || !isatty(0))
+		return -1;
+	fd = open(stdin_path, O_RDWR | O_NOCTTY);
+	if (fd < 0)
+		return -1;
+	dup2(fd, 0);
+	close(fd);
+	tty_local(0);
+	usleep(100000);
+	return 0;
+}
+
 static int parse_command(char *line)
 {
 	char *p = line, *e;
@@ -766,6 +846,7 @@ static void __attribute__((noreturn)) command_loop(void)
 		if (left <= 0)
 			die(3, "no command in %ld s", opt.max_s);
 		r = poll(&pfd, 1, (int)((left + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC));
+		report_signals();
 		if (r < 0 && errno != EINTR)
 			die(1, "poll stdin: %s", strerror(errno));
 		if (r <= 0)
@@ -773,6 +854,11 @@ static void __attribute__((noreturn)) command_loop(void)
 		n = read(0, buf, sizeof(buf));
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
+		if (n <= 0 && isatty(0)) {
+			if (reopen_stdin(n ? strerror(errno) : "EOF"))
+				die(1, "cannot reopen stdin %s: %s", stdin_path, strerror(errno));
+			continue;
+		}
 		if (n < 0)
 			die(1, "read stdin: %s", strerror(errno));
 		/* at EOF, a last line without its newline still counts */
@@ -927,5 +1013,6 @@ int main(int argc, char **argv)
 	printf("tsc_monitor: ready cpus=%d khz=%ld interval_ms=%ld\n",
 	       nr_samplers, opt.khz, opt.interval_ms);
 	fflush(stdout);
+	setup_stdin();
 	command_loop();
 }
