@@ -193,7 +193,14 @@ env_failure() {
 	if grep -q 'e2e: migration 1 starting' "$ktap" 2>/dev/null; then
 		return 1
 	fi
-	grep -a -m 1 -E "$ENV_SIGNATURES" "$console" 2>/dev/null | tr -d '\r'
+	if grep -a -m 1 -E "$ENV_SIGNATURES" "$console" 2>/dev/null | tr -d '\r'; then
+		return 0
+	fi
+	# The test VM ended without a word (seen: a reset 6 s after boot,
+	# right after KVM loaded, no panic, no oops)
+	if ! grep -aq -e '# harness: end of run' -e 'Kernel panic' -e 'BUG: ' -e 'Oops: ' "$console" 2>/dev/null; then
+		echo "the test VM ended silently before the first migration"
+	fi
 }
 
 keep_first_attempt() {

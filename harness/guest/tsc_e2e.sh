@@ -26,7 +26,7 @@ REPORT_TIMEOUT=${REPORT_TIMEOUT:-60}
 REPORT_DELAY=${REPORT_DELAY:-1.5}
 TOL_NS=${TOL_NS:-1000000}
 OFF_ACCEL=${OFF_ACCEL:-kvm,precise-tsc=off}
-NR_CASES=6
+NR_CASES=7
 # The patched QEMU is built without default devices: no HPET, no vmport.
 # The stock one leaves them out too, or the streams do not match.
 MACHINE=${MACHINE:-pc,hpet=off,vmport=off}
@@ -153,6 +153,7 @@ qemu_start() {
 		-append "console=ttyS0 panic=-1 loglevel=6" \
 		-chardev pipe,id=ser0,path="$F.ser" -serial chardev:ser0 \
 		-chardev pipe,id=mon0,path="$F.mon" -mon chardev=mon0,mode=readline \
+		-d cpu_reset -D "$W/qemu.$QN.$QNAME.log" \
 		"$@" </dev/null >"$QERR" 2>&1 8>&- 9>&- &
 	QPID=$!
 	if mon_wait_prompt "$off" 30; then
@@ -277,6 +278,14 @@ diagnostics() {
 	done
 	say "last lines of the monitor:"
 	[ -n "$MONLOG" ] && mon_log | tail -n 12 | prefix mon
+	# -d cpu_reset: every vCPU reset, the initial ones and a guest's
+	# (a triple fault, a reboot: with -no-reboot QEMU then exits 0)
+	f=$W/qemu.$QN.$QNAME.log
+	if [ -s "$f" ]; then
+		say "$(basename "$f"): $(grep -c 'CPU Reset' "$f") vCPU resets; the last one:"
+		awk '/CPU Reset/ { n = NR } { l[NR] = $0 } END { for (i = n; i <= NR && i < n + 6; i++) print l[i] }' "$f" |
+			prefix qemu-reset
+	fi
 }
 
 # --- the steps of a migration -----------------------------------------
@@ -646,9 +655,25 @@ main() {
 	stop_guest
 	reap_retired
 	say "time: whole test $(($(now_ms) - t_start)) ms"
+	guest_logs_case
 	say "the L2 consoles, all of them:"
-	cat "$W/l2.earlier.log" "$SERLOG" 2>/dev/null | prefix l2
+	cat "$W/l2.failed-boot.log" "$W/l2.earlier.log" "$SERLOG" 2>/dev/null | prefix l2
 	[ "$fails" = 0 ]
+}
+
+# guest_logs_case: no panic, oops or BUG in the consoles of the guests
+# that were migrated (a boot that failed and was retried is not one).
+guest_logs_case() {
+	bad=$(cat "$W/l2.earlier.log" "$SERLOG" 2>/dev/null | tr -d '\r' |
+		grep -E 'Kernel panic|BUG: |Oops: |general protection fault|kernel BUG at' | head -n 3)
+	if [ -n "$BROKEN" ]; then
+		result 1 guest-kernel-logs "$BROKEN"
+	elif [ -n "$bad" ]; then
+		echo "$bad" | prefix "l2 kernel"
+		result 1 guest-kernel-logs "$(echo "$bad" | head -n 1 | cut -c1-120)"
+	else
+		result 0 guest-kernel-logs
+	fi
 }
 
 # start_guest NAME BINARY ACCEL: boot a fresh L2; one retry when the boot
@@ -659,6 +684,8 @@ start_guest() {
 	boot_l2 "$@" && return
 	diagnostics
 	qemu_running && qemu_quit
+	cat "$SERLOG" >>"$W/l2.failed-boot.log"
+	: >"$SERLOG"
 	say "retry: the boot of $1 failed before its first migration; booting it once more"
 	boot_l2 "$@" && return
 	diagnostics
