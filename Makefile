@@ -7,8 +7,8 @@ BUILD_DIR ?= $(CURDIR)/build
 export BUILD_DIR
 H := $(CURDIR)/harness
 
-.PHONY: help check check-debug check-tree demo bench regress baseline deps tree export \
-	kernel selftests test-parser gates test-gates mutants loop clean qemu e2e e2e-loop demo-vmm
+.PHONY: help check check-debug check-tree demo bench regress baseline deps tree export rebase newer-base \
+	kernel selftests test-parser test-fetch gates test-gates mutants loop clean qemu e2e e2e-loop demo-vmm
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply both series, build kernel,"
@@ -29,7 +29,9 @@ help:
 	@echo "make qemu        build the patched QEMU (static, KVM only) in $(BUILD_DIR)/qemu-build"
 	@echo "make e2e         live-migrate a Debian guest with stock and patched QEMU inside the test VM"
 	@echo "make e2e-loop    make e2e LOOP_COUNT (20) times: flake counts"
-	@echo "make kernel | selftests | test-parser | deps | clean"
+	@echo "make newer-base  does Debian serve newer bases than the pins, and do the series apply and build there?"
+	@echo "make rebase      move harness/base.conf's pins to the newest versions Debian serves, re-apply both series"
+	@echo "make kernel | selftests | test-parser | test-fetch | deps | clean"
 
 check:
 	$(H)/check.sh
@@ -70,6 +72,12 @@ baseline:
 deps:
 	$(H)/deps.sh
 
+rebase:
+	$(H)/rebase.sh
+
+newer-base:
+	$(H)/newer.sh
+
 tree: deps
 	$(H)/tree.sh apply
 	$(H)/tree.sh qemu apply
@@ -95,6 +103,9 @@ selftests:
 
 test-parser:
 	$(H)/tests/test_ktap.sh
+
+test-fetch:
+	$(H)/tests/test_fetch.sh
 
 clean:
 	rm -rf $(BUILD_DIR)/kbuild $(BUILD_DIR)/selftests $(BUILD_DIR)/initramfs \

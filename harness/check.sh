@@ -9,7 +9,10 @@ usage() {
 	cat <<USAGE
 usage: $0 [SET_FILE]
 
-Installs missing packages, runs the parser's golden-log tests, applies
+Installs missing packages and fetches the pinned inputs, runs the parser's
+golden-log tests and the pins' self-tests, says whether Debian serves a
+newer base than the pinned one and whether the series apply and build
+there (informational: never fails the run), applies
 patches/linux and patches/qemu to their bases (unless NO_APPLY=1: then the
 work trees are tested as they are, uncommitted edits included), builds the
 kernel, the patched QEMU and the selftests, boots the kernel under QEMU
@@ -47,9 +50,16 @@ main() {
 	local set=${1:-$HARNESS_DIR/sets/tsc.list} run_name status=0 total
 	run_name=$(basename "${set%.list}")
 	total=$(date +%s)
+	ensure_dirs
 	stage deps "$HARNESS_DIR/deps.sh"
 	stage parser "$HARNESS_DIR/tests/test_ktap.sh" >&2 ||
 		die "$EXIT_TESTS" "the KTAP parser fails its golden-log tests"
+	stage pins "$HARNESS_DIR/tests/test_fetch.sh" >"$LOG_DIR/pins.out" 2>"$LOG_DIR/pins.log" ||
+		{ cat "$LOG_DIR/pins.out" "$LOG_DIR/pins.log" >&2; die "$EXIT_TESTS" "the pins' self-tests fail"; }
+	cat "$LOG_DIR/pins.out" >&2
+	stage newer-base "$HARNESS_DIR/newer.sh" >"$LOG_DIR/newer-base.out" 2>"$LOG_DIR/newer-base.log" ||
+		echo "newer base: the check itself failed (informational; see $LOG_DIR/newer-base.log)" >>"$LOG_DIR/newer-base.out"
+	cat "$LOG_DIR/newer-base.out" >&2
 	if [ "${NO_APPLY:-0}" = 1 ]; then
 		log "NO_APPLY=1: testing $TREE_DIR as it is"
 	else
@@ -75,6 +85,8 @@ main() {
 	log "logs: $LOG_DIR (build.log, qemu-build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt, e2e.*, gates.log)"
 	[ -f "$LOG_DIR/gates.out" ] && [ "${NO_GATES:-0}" != 1 ] &&
 		cat "$LOG_DIR/gates.out" "$LOG_DIR/gate-tests.out"
+	echo "== newer bases (harness/newer.sh, informational)"
+	cat "$LOG_DIR/newer-base.out"
 	echo "== end-to-end migrations (harness/e2e.sh; $LOG_DIR/e2e.ktap.log)"
 	cat "$LOG_DIR/e2e.out"
 	echo "== TSC selftests ($set)"

@@ -10,20 +10,21 @@ usage() {
 usage: $0 [EXTRA_PACKAGE...]
 
 Installs (apt-get, as root) what building the base, the kernel and the
-selftests and booting them under QEMU needs, plus any EXTRA_PACKAGE.
-Does nothing when everything is installed.
+selftests and booting them under QEMU needs, plus any EXTRA_PACKAGE, from
+the machine's own sources; installs none of them at a pinned version.
+Does nothing when everything is installed.  Then fetches every pinned
+input of harness/base.conf (harness/fetch.sh all): a pinned version that
+Debian no longer serves stops here, named, with how to move the pin.
 USAGE
 }
 
 PACKAGES=(
-	"$BASE_PACKAGE"
 	gcc make libc6-dev flex bison bc perl libelf-dev libssl-dev
 	cpio kmod rsync xz-utils git python3
 	qemu-system-x86 busybox-static
 	# harness/gates.sh
 	sparse gcc-multilib g++ g++-multilib
 	python3-sphinx python3-sphinx-rtd-theme python3-yaml graphviz
-	"$DISTRO_CONFIG_PACKAGE"
 	# harness/tree.sh qemu, harness/qemu.sh (a static QEMU), harness/e2e.sh
 	dpkg-dev meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev
 	libfdt-dev zlib1g-dev seabios
@@ -45,14 +46,6 @@ install_packages() {
 		return 0
 	fi
 	[ "$(id -u)" -eq 0 ] || die "$EXIT_DEPS" "missing packages (${missing[*]}) and not root"
-	local i
-	for i in "${!missing[@]}"; do
-		# The base is pinned to the recorded version.
-		[ "${missing[$i]}" = "$BASE_PACKAGE" ] &&
-			missing[$i]="$BASE_PACKAGE=$BASE_VERSION"
-		[ "${missing[$i]}" = "$DISTRO_CONFIG_PACKAGE" ] &&
-			missing[$i]="$DISTRO_CONFIG_PACKAGE=$DISTRO_CONFIG_VERSION"
-	done
 	run apt-get update -q || die "$EXIT_DEPS" "apt-get update failed"
 	DEBIAN_FRONTEND=noninteractive run apt-get install -y -q \
 		--no-install-recommends "${missing[@]}" ||
@@ -62,6 +55,7 @@ install_packages() {
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	install_packages "${PACKAGES[@]}" "$@"
+	"$HARNESS_DIR/fetch.sh" all
 }
 
 main "$@"

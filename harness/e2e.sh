@@ -6,7 +6,7 @@ set -euo pipefail
 SCRIPT_NAME=e2e
 . "$(dirname "$0")/lib.sh"
 
-# The L2 kernel (L2_PACKAGE, L2_VERSION, L2_SHA256): harness/base.conf.
+# The L2 kernel (L2_PACKAGE, L2_VERSION, L2_DEB_SHA256): harness/base.conf.
 E2E_DIR=${E2E_DIR:-$BUILD_DIR/e2e}
 QEMU_PATCHED=${QEMU_PATCHED:-$BUILD_DIR/qemu-build/qemu-system-x86_64}
 QEMU_STOCK=${QEMU_STOCK:-/usr/bin/qemu-system-x86_64}
@@ -63,23 +63,11 @@ Environment:
 USAGE
 }
 
-l2_deb_path() {
-	echo "$E2E_DIR/dl/${L2_PACKAGE}_${L2_VERSION//:/%3a}_amd64.deb"
-}
-
 # fetch_l2: the L2 kernel package, downloaded once, checked, extracted.
 fetch_l2() {
 	local deb sum x=$E2E_DIR/l2-deb
-	deb=$(l2_deb_path)
-	mkdir -p "$E2E_DIR/dl"
-	if [ ! -f "$deb" ]; then
-		(cd "$E2E_DIR/dl" && run apt-get download "$L2_PACKAGE=$L2_VERSION") ||
-			die "$EXIT_DEPS" "apt-get download $L2_PACKAGE=$L2_VERSION failed"
-		[ -f "$deb" ] || die "$EXIT_DEPS" "apt-get download did not leave $deb"
-	fi
-	sum=$(sha256sum "$deb" | cut -d' ' -f1)
-	[ "$sum" = "$L2_SHA256" ] ||
-		die "$EXIT_DEPS" "$deb: sha256 $sum, expected $L2_SHA256"
+	deb=$(fetch_pinned_deb L2)
+	sum=$L2_DEB_SHA256
 	if [ "$(cat "$x/.harness-sha256" 2>/dev/null)" != "$sum" ]; then
 		rm -rf "$x"
 		mkdir -p "$x"

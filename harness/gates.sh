@@ -35,7 +35,8 @@ time, then "gates: N passed, N failed".
                W=1 and no warning the base lacks, and the KVM selftests
                build against that tree's headers
   uapi         the installed headers compile as C and C++ with -m32 and -m64,
-               and struct kvm_tsc_state has one layout on both
+               and struct kvm_tsc_state has one layout on both (taken
+               at compile time: nothing 32-bit runs)
   htmldocs     make htmldocs SPHINXDIRS=virt: no warning from a file the
                series touches
   maintainers  scripts/get_maintainer.pl names a KVM entry for every file touched
@@ -282,7 +283,7 @@ distro_config() {
 
 gate_distro() {
 	ensure_prefixes || return 1
-	[ -f "$DISTRO_CONFIG" ] || fail "no $DISTRO_CONFIG: install $DISTRO_CONFIG_PACKAGE" || return 1
+	[ -f "$DISTRO_CONFIG" ] || fail "no $DISTRO_CONFIG: harness/fetch.sh distro-config fetches it" || return 1
 	echo "$DISTRO_CONFIG_SHA256  $DISTRO_CONFIG" | sha256sum -c --quiet - >/dev/null 2>&1 ||
 		fail "$DISTRO_CONFIG is not the recorded $DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION" || return 1
 	gtree checkout -q --detach base
@@ -308,18 +309,33 @@ gate_distro() {
 	log "distro: $(basename "$DISTRO_CONFIG") $DISTRO_CONFIG_VERSION: arch/x86/kvm/ builds with W=1, $(wc -l <"$GLOG/distro-base.log.warnings") warnings on the base and none new; selftests build"
 }
 
-UAPI_LAYOUT_PROG='#include <stdio.h>
-#include <stddef.h>
+# The layout of struct kvm_tsc_state, taken at compile time as the kernel's
+# asm-offsets.c does: the compiler writes each offset and size into its
+# assembly output, and no program runs (the host need not run -m32
+# binaries).  Each line is "->member offset size".
+UAPI_LAYOUT_PROG='#include <stddef.h>
 #include <linux/kvm.h>
-#define M(f) printf("%s %zu %zu\n", #f, offsetof(struct kvm_tsc_state, f), \
-		    sizeof(((struct kvm_tsc_state *)0)->f))
-int main(void)
+#define M(f) asm volatile("\n.ascii \"->" #f " %c0 %c1\"" : : \
+	"i" (offsetof(struct kvm_tsc_state, f)), \
+	"i" (sizeof(((struct kvm_tsc_state *)0)->f)))
+void kvm_tsc_state_layout(void)
 {
-	printf("size %zu\n", sizeof(struct kvm_tsc_state));
+	asm volatile("\n.ascii \"->size %c0 0\"" : : "i" (sizeof(struct kvm_tsc_state)));
 	M(flags); M(pad); M(nsec); M(tsc); M(tsc_adjust); M(ref_nsec); M(ref_host_tsc);
 	M(reserved);
-	return 0;
 }'
+
+# uapi_layout BITS INCLUDE_DIR OUT: the layout lines of a -mBITS compile.
+uapi_layout() {
+	local bits=$1 inc=$2 out=$3 d=$GATES_DIR/uapi
+	echo "$UAPI_LAYOUT_PROG" >"$d/layout.c"
+	gcc -m"$bits" -Wall -Werror -isystem "$inc" -S -o "$d/layout-$bits.s" "$d/layout.c" 2>"$d/cc.log" ||
+		{ sed 's/^/  /' "$d/cc.log" >&2; return 1; }
+	sed -n 's/^[[:space:]]*\.ascii "->\(.*\)"$/\1/p' "$d/layout-$bits.s" >"$out"
+	# One line per member and the size, or the extraction failed.
+	[ "$(wc -l <"$out")" -eq 9 ] ||
+		{ log "uapi: $d/layout-$bits.s gave $(wc -l <"$out") layout lines, not 9"; return 1; }
+}
 
 # uapi_check INCLUDE_DIR: the headers compile, the layout is the same.
 uapi_check() {
@@ -334,10 +350,8 @@ uapi_check() {
 				fail "linux/kvm.h does not compile as $lang -m$bits" || status=1
 			fi
 		done
-		echo "$UAPI_LAYOUT_PROG" >"$d/layout.c"
-		gcc -m"$bits" -Wall -Werror -isystem "$inc" -o "$d/layout-$bits" "$d/layout.c" 2>"$d/cc.log" &&
-			"$d/layout-$bits" >"$d/layout-$bits.txt" ||
-			{ sed 's/^/  /' "$d/cc.log" >&2; fail "the layout program does not build or run with -m$bits"; return 1; }
+		uapi_layout "$bits" "$inc" "$d/layout-$bits.txt" ||
+			{ fail "the layout of struct kvm_tsc_state does not compile with -m$bits"; return 1; }
 	done
 	[ "$status" -eq 0 ] || return 1
 	if ! diff -u "$d/layout-32.txt" "$d/layout-64.txt" >"$d/layout.diff"; then

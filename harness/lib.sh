@@ -7,8 +7,10 @@
 HARNESS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TOP_DIR=$(dirname "$HARNESS_DIR")
 
+# The pins (BASE_CONF: another file, for the harness's own self-tests).
+BASE_CONF=${BASE_CONF:-$HARNESS_DIR/base.conf}
 # shellcheck source=base.conf
-. "$HARNESS_DIR/base.conf"
+. "$BASE_CONF"
 
 BUILD_DIR=${BUILD_DIR:-$TOP_DIR/build}
 TREE_DIR=${TREE_DIR:-$BUILD_DIR/linux}
@@ -149,3 +151,6 @@ build_series() {
 	"$HARNESS_DIR/kernel.sh" "$@"
 	"$HARNESS_DIR/selftests.sh"
 }
+
+# shellcheck source=pins.sh
+. "$HARNESS_DIR/pins.sh"

@@ -36,7 +36,6 @@ if [ "${1:-}" = qemu ]; then
 	PATCH_DIR=$QEMU_PATCH_DIR
 	BASE_ID=$QEMU_BASE_DSC_SHA256
 	BASE_NAME="$QEMU_BASE_PACKAGE $QEMU_BASE_VERSION"
-	QEMU_SRC_DIR=$BUILD_DIR/qemu-src
 else
 	BASE_ID=$BASE_SHA256
 	BASE_NAME="$BASE_PACKAGE $BASE_VERSION"
@@ -72,65 +71,6 @@ tree_patch_ids() {
 	for c in $(git_tree rev-list --reverse "$BASE_TAG..HEAD"); do
 		git_tree show --format=email "$c" | git patch-id --stable | awk '{print $1}'
 	done
-}
-
-# check_sha256 FILE SHA256: whether FILE is there with that sha256.
-check_sha256() {
-	[ -f "$1" ] && [ "$(sha256sum "$1" | awk '{print $1}')" = "$2" ]
-}
-
-# apt-get source needs a deb-src line; Debian's images ship only deb lines.
-ensure_deb_src() {
-	local list=/etc/apt/sources.list.d/harness-deb-src.sources
-	if ! grep -rqs '^Types:.*deb-src\|^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-		[ "$(id -u)" -eq 0 ] || die "$EXIT_DEPS" "no deb-src line for apt-get source, and not root"
-		log "adding deb-src lines for bookworm ($list)"
-		cat >"$list" <<SOURCES
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-		run apt-get update -q >&2 || die "$EXIT_DEPS" "apt-get update failed"
-	fi
-}
-
-# The QEMU source package's three files, downloaded once and checked.
-ensure_qemu_source() {
-	mkdir -p "$QEMU_SRC_DIR"
-	if ! check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DSC" "$QEMU_BASE_DSC_SHA256" ||
-		! check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_ORIG" "$QEMU_BASE_ORIG_SHA256" ||
-		! check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DEBIAN" "$QEMU_BASE_DEBIAN_SHA256"; then
-		ensure_deb_src
-		(cd "$QEMU_SRC_DIR" &&
-			run apt-get source -q --download-only "$QEMU_BASE_PACKAGE=$QEMU_BASE_VERSION" >&2) ||
-			die "$EXIT_BASE" "apt-get source $QEMU_BASE_PACKAGE=$QEMU_BASE_VERSION failed"
-	fi
-	check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DSC" "$QEMU_BASE_DSC_SHA256" &&
-		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_ORIG" "$QEMU_BASE_ORIG_SHA256" &&
-		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DEBIAN" "$QEMU_BASE_DEBIAN_SHA256" ||
-		die "$EXIT_BASE" "the $QEMU_BASE_PACKAGE source files do not have the sha256 of harness/base.conf"
-}
-
-ensure_tarball() {
-	local sum=""
-	[ -f "$BASE_TARBALL" ] && sum=$(sha256sum "$BASE_TARBALL" | awk '{print $1}')
-	if [ "$sum" != "$BASE_SHA256" ]; then
-		log "base tarball missing or not the recorded one; installing $BASE_PACKAGE=$BASE_VERSION"
-		DEBIAN_FRONTEND=noninteractive run apt-get install -y -q --allow-downgrades \
-			--no-install-recommends "$BASE_PACKAGE=$BASE_VERSION" >&2 ||
-			die "$EXIT_BASE" "cannot install $BASE_PACKAGE=$BASE_VERSION"
-		sum=$(sha256sum "$BASE_TARBALL" | awk '{print $1}')
-		[ "$sum" = "$BASE_SHA256" ] ||
-			die "$EXIT_BASE" "$BASE_TARBALL has sha256 $sum, expected $BASE_SHA256"
-	fi
 }
 
 # The tarball's .gitignore ends with Debian's "/*" rule, which would hide new
@@ -230,9 +170,9 @@ cmd_apply() {
 	start=$(date +%s)
 	ensure_dirs
 	if [ "$KIND" = qemu ]; then
-		base_is_current || ensure_qemu_source
+		base_is_current || fetch_qemu_source
 	else
-		ensure_tarball
+		base_is_current || fetch_base_tarball
 	fi
 	base_is_current || make_base
 	apply_series

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Move the pins of harness/base.conf to the newest versions Debian serves:
+# the answer when a point release removed a pinned version.
+set -euo pipefail
+SCRIPT_NAME=rebase
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+	cat <<USAGE
+usage: $0 [--dry-run]
+
+Looks up the newest $BASE_PACKAGE and $QEMU_BASE_PACKAGE source package
+Debian serves (harness/fetch.sh's private apt configuration), derives the
+ABI-named packages of the same kernel (the distro config's image and the
+e2e guest's cloud image: the kernel version in their names is replaced),
+downloads every file, computes the sha256 sums and rewrites BASE_CONF
+($BASE_CONF) with them.  Then re-applies both series to the new bases
+(harness/tree.sh apply, harness/tree.sh qemu apply), which fails loudly
+when a patch no longer applies.  Review the diff of base.conf, run
+make check, and commit.
+
+  --dry-run  print the new pins; change nothing, apply nothing
+Environment: as harness/fetch.sh; NO_APPLY=1 skips the re-apply.
+USAGE
+}
+
+DRY_RUN=0
+
+# set_pin VAR VALUE: rewrite VAR's line of BASE_CONF.
+set_pin() {
+	local var=$1 value=$2 old=${!1}
+	if [ "$old" = "$value" ]; then
+		return 0
+	fi
+	printf '  %-26s %s -> %s\n' "$var" "$old" "$value"
+	[ "$DRY_RUN" = 1 ] && return 0
+	grep -q "^$var=" "$BASE_CONF" || die "$EXIT_USAGE" "$BASE_CONF has no $var= line"
+	sed -i "s|^$var=.*|$var=$value|" "$BASE_CONF"
+}
+
+# download_deb PACKAGE VERSION: fetch a .deb, print its path.
+download_deb() {
+	local pkg=$1 ver=$2 deb
+	deb=$(compgen -G "$DL_DIR/$(deb_glob "$pkg" "$ver")" | head -n 1 || true)
+	if [ -z "$deb" ]; then
+		(cd "$DL_DIR" && run apt-get "${APT_OPTS[@]}" download -q "$pkg=$ver" >&2) ||
+			die "$EXIT_DEPS" "Debian serves no $pkg $ver: the ABI-named package of the new base is missing; pin by hand"
+		deb=$(compgen -G "$DL_DIR/$(deb_glob "$pkg" "$ver")" | head -n 1)
+	fi
+	echo "$deb"
+}
+
+sha_of() {
+	sha256sum "$1" | awk '{print $1}'
+}
+
+rebase_kernel() {
+	local ver kv deb tmp cfg_pkg cfg_member l2_pkg
+	ver=$(apt_candidate "$BASE_PACKAGE")
+	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no version of $BASE_PACKAGE"
+	if [ "$ver" = "$BASE_VERSION" ]; then
+		log "$BASE_PACKAGE: $ver is pinned already"
+		return 0
+	fi
+	log "$BASE_PACKAGE: $BASE_VERSION -> $ver"
+	kv=${ver%%-*}
+	cfg_pkg=${DISTRO_CONFIG_PACKAGE//$BASE_KERNELVERSION/$kv}
+	cfg_member=${DISTRO_CONFIG_MEMBER//$BASE_KERNELVERSION/$kv}
+	l2_pkg=${L2_PACKAGE//$BASE_KERNELVERSION/$kv}
+	mkdir -p "$DL_DIR"
+	tmp=$(mktemp -d "$DL_DIR/rebase.XXXXXX")
+	deb=$(download_deb "$BASE_PACKAGE" "$ver")
+	extract_member "$deb" "$BASE_MEMBER" "$tmp/base.tar.xz"
+	set_pin BASE_VERSION "$ver"
+	set_pin BASE_DEB_SHA256 "$(sha_of "$deb")"
+	set_pin BASE_SHA256 "$(sha_of "$tmp/base.tar.xz")"
+	set_pin BASE_KERNELVERSION "$kv"
+	deb=$(download_deb "$cfg_pkg" "$ver")
+	extract_member "$deb" "$cfg_member" "$tmp/config"
+	xz -6 -T1 -c "$tmp/config" >"$tmp/config.xz"
+	set_pin DISTRO_CONFIG_PACKAGE "$cfg_pkg"
+	set_pin DISTRO_CONFIG_VERSION "$ver"
+	set_pin DISTRO_CONFIG_DEB_SHA256 "$(sha_of "$deb")"
+	set_pin DISTRO_CONFIG_MEMBER "$cfg_member"
+	set_pin DISTRO_CONFIG_SHA256 "$(sha_of "$tmp/config.xz")"
+	deb=$(download_deb "$l2_pkg" "$ver")
+	set_pin L2_PACKAGE "$l2_pkg"
+	set_pin L2_VERSION "$ver"
+	set_pin L2_DEB_SHA256 "$(sha_of "$deb")"
+	rm -rf "$tmp"
+}
+
+rebase_qemu() {
+	local ver tmp dsc orig debian
+	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE")
+	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no source package $QEMU_BASE_PACKAGE"
+	if [ "$ver" = "$QEMU_BASE_VERSION" ]; then
+		log "$QEMU_BASE_PACKAGE (source): $ver is pinned already"
+		return 0
+	fi
+	log "$QEMU_BASE_PACKAGE (source): $QEMU_BASE_VERSION -> $ver"
+	mkdir -p "$DL_DIR"
+	tmp=$(mktemp -d "$DL_DIR/rebase.XXXXXX")
+	(cd "$tmp" && run apt-get "${APT_OPTS[@]}" source -q --download-only "$QEMU_BASE_PACKAGE=$ver" >&2) ||
+		die "$EXIT_DEPS" "apt-get source $QEMU_BASE_PACKAGE=$ver failed"
+	dsc=$(cd "$tmp" && ls -- *.dsc)
+	orig=$(cd "$tmp" && ls -- *.orig.tar.*)
+	debian=$(cd "$tmp" && ls -- *.debian.tar.*)
+	set_pin QEMU_BASE_VERSION "$ver"
+	set_pin QEMU_BASE_DSC "$dsc"
+	set_pin QEMU_BASE_DSC_SHA256 "$(sha_of "$tmp/$dsc")"
+	set_pin QEMU_BASE_ORIG "$orig"
+	set_pin QEMU_BASE_ORIG_SHA256 "$(sha_of "$tmp/$orig")"
+	set_pin QEMU_BASE_DEBIAN "$debian"
+	set_pin QEMU_BASE_DEBIAN_SHA256 "$(sha_of "$tmp/$debian")"
+	if [ "$DRY_RUN" = 0 ]; then
+		mkdir -p "$QEMU_SRC_DIR"
+		mv "$tmp"/* "$QEMU_SRC_DIR"/
+	fi
+	rm -rf "$tmp"
+}
+
+main() {
+	case "${1:-}" in
+	--dry-run) DRY_RUN=1 ;;
+	-h|--help) usage; exit 0 ;;
+	"") ;;
+	*) usage >&2; exit "$EXIT_USAGE" ;;
+	esac
+	apt_update
+	log "pins in $BASE_CONF that change:"
+	rebase_kernel
+	rebase_qemu
+	if [ "$DRY_RUN" = 1 ] || [ "${NO_APPLY:-0}" = 1 ]; then
+		log "not re-applied (dry run or NO_APPLY=1)"
+		return 0
+	fi
+	# Fetch (and so check) the new pins as make check will, then re-apply.
+	"$HARNESS_DIR/fetch.sh" all
+	"$HARNESS_DIR/tree.sh" apply
+	"$HARNESS_DIR/tree.sh" qemu apply
+	log "both series apply to the new bases; review 'git diff $BASE_CONF', run make check, commit"
+}
+
+main "$@"
