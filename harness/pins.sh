@@ -78,23 +78,25 @@ apt_fresh() {
 	fi
 }
 
-# apt_versions PACKAGE [SUITES]: every version of a binary package the
-# archive serves (in SUITES, a space-separated list, if given).
-apt_versions() {
-	apt_private apt-cache madison "$1" 2>/dev/null |
-		awk -F'|' -v suites=" ${2:-} " '$3 ~ /Packages/ {
+# madison_versions TYPE PACKAGE [SUITES]: the versions apt-cache madison
+# lists for PACKAGE in index TYPE (Packages or Sources), in SUITES (a
+# space-separated list) if given.
+madison_versions() {
+	apt_private apt-cache madison "$2" 2>/dev/null |
+		awk -F'|' -v type="$1" -v suites=" ${3:-} " '$3 ~ type {
 			split($3, w, " "); suite = w[2]; sub(/\/.*/, "", suite)
 			if (suites != "  " && index(suites, " " suite " ") == 0) next
 			gsub(/ /, "", $2); print $2 }' | sort -u -V
 }
 
+# apt_versions PACKAGE [SUITES]: every version of a binary package served.
+apt_versions() {
+	madison_versions Packages "$@"
+}
+
 # apt_source_versions PACKAGE [SUITES]: the same for a source package.
 apt_source_versions() {
-	apt_private apt-cache madison "$1" 2>/dev/null |
-		awk -F'|' -v suites=" ${2:-} " '$3 ~ /Sources/ {
-			split($3, w, " "); suite = w[2]; sub(/\/.*/, "", suite)
-			if (suites != "  " && index(suites, " " suite " ") == 0) next
-			gsub(/ /, "", $2); print $2 }' | sort -u -V
+	madison_versions Sources "$@"
 }
 
 # newest VERSION...: the highest by dpkg's ordering.
@@ -138,7 +140,7 @@ pin_gone() {
 	log "  file:    $file"
 	log "  Debian's archive serves: ${served:-no version of $pkg}"
 	log "  To move the pin: 'make rebase' looks up the newest versions, rewrites"
-	log "  harness/base.conf with them and their sha256 sums, and re-applies both"
+	log "  harness/base.conf with them and their sha256 sums, and re-applies every"
 	log "  series; review its diff, run 'make check' and commit harness/base.conf."
 	exit "$EXIT_DEPS"
 }
