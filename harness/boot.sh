@@ -82,6 +82,9 @@ stage_initramfs() {
 		mkdir -p "$dir/tests/$(dirname "$name")"
 		if [ -x "$SELFTEST_DIR/$name" ]; then
 			cp "$SELFTEST_DIR/$name" "$dir/tests/$name"
+		elif [[ "$name" == x86/* ]] && [ -x "$SELFTEST_DIR/x86_64/${name#x86/}" ]; then
+			# Before 6.14 the x86 selftests were under x86_64/.
+			cp "$SELFTEST_DIR/x86_64/${name#x86/}" "$dir/tests/$name"
 		elif [ -x "$BUILD_DIR/guest/$name" ]; then
 			cp "$BUILD_DIR/guest/$name" "$dir/tests/$name"
 		else

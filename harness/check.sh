@@ -17,7 +17,10 @@ patches/linux and patches/qemu to their bases (unless NO_APPLY=1: then the
 work trees are tested as they are, uncommitted edits included), builds the
 kernel, the patched QEMU and the selftests, boots the kernel under QEMU
 and runs SET_FILE (default harness/sets/tsc.list), then the end-to-end
-migrations (harness/e2e.sh), then the series' quality gates
+migrations (harness/e2e.sh), then for each backport (base.conf's
+LINUX_BASES after mainline) the same up to SET_FILE on its own base, then
+the series' quality gates (for a backport: BACKPORT_GATES, default
+"apply distro")
 (harness/gates.sh) and their self-tests (unless NO_GATES=1).
 Prints the time of each stage, then the summary: one line
 "N passed, N failed, N skipped" and the name of each failure.
@@ -25,6 +28,25 @@ USAGE
 }
 
 STAGE_TIMES=()
+# The backports (every base but mainline) and the gates they run.
+mapfile -t BACKPORTS < <(linux_bases | tail -n +2)
+BACKPORT_GATES=${BACKPORT_GATES:-"apply distro"}
+
+# check_backport NAME SET RUN_NAME: the backport series applied to its
+# base, its kernel and selftests built, its TSC selftests run.
+check_backport() {
+	local b=$1 set=$2 run_name=$3 blog status=0
+	blog=$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$LOG_DIR")
+	mkdir -p "$blog"
+	if [ "${NO_APPLY:-0}" != 1 ]; then
+		stage "apply-$b" env LINUX_BASE="$b" "$HARNESS_DIR/tree.sh" apply || return 1
+	fi
+	stage "kernel-$b" env LINUX_BASE="$b" "$HARNESS_DIR/kernel.sh" || return 1
+	stage "selftests-$b" env LINUX_BASE="$b" "$HARNESS_DIR/selftests.sh" || return 1
+	stage "boot-$b" env LINUX_BASE="$b" "$HARNESS_DIR/boot.sh" "$set" "$run_name" \
+		>"$blog/$run_name.out" || status=$?
+	return "$status"
+}
 
 # stage NAME CMD...: run a stage and remember how long it took.
 stage() {
@@ -73,18 +95,33 @@ main() {
 	stage selftests "$HARNESS_DIR/selftests.sh"
 	stage boot "$HARNESS_DIR/boot.sh" "$set" "$run_name" >"$LOG_DIR/$run_name.out" || status=$?
 	stage e2e "$HARNESS_DIR/e2e.sh" >"$LOG_DIR/e2e.out" || status=$?
+	local b blog
+	for b in "${BACKPORTS[@]}"; do
+		check_backport "$b" "$set" "$run_name" || status=1
+	done
 	if [ "${NO_GATES:-0}" = 1 ]; then
 		log "NO_GATES=1: series quality gates not run"
 	else
 		stage gates "$HARNESS_DIR/gates.sh" >"$LOG_DIR/gates.out" 2>"$LOG_DIR/gates.log" || status=$?
 		stage gate-tests "$HARNESS_DIR/tests/test_gates.sh" >"$LOG_DIR/gate-tests.out" \
 			2>"$LOG_DIR/gate-tests.log" || status=$?
+		for b in "${BACKPORTS[@]}"; do
+			blog=$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$LOG_DIR")
+			stage "gates-$b" env LINUX_BASE="$b" "$HARNESS_DIR/gates.sh" $BACKPORT_GATES \
+				>"$blog/gates.out" 2>"$blog/gates.log" || status=$?
+		done
 	fi
 	STAGE_TIMES+=("$(printf '%-12s %4d s' total $(($(date +%s) - total)))")
 	print_times
 	log "logs: $LOG_DIR (build.log, qemu-build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt, e2e.*, gates.log)"
 	[ -f "$LOG_DIR/gates.out" ] && [ "${NO_GATES:-0}" != 1 ] &&
 		cat "$LOG_DIR/gates.out" "$LOG_DIR/gate-tests.out"
+	for b in "${BACKPORTS[@]}"; do
+		blog=$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$LOG_DIR")
+		[ "${NO_GATES:-0}" != 1 ] && cat "$blog/gates.out"
+		echo "== TSC selftests on the $b backport ($set)"
+		cat "$blog/$run_name.out"
+	done
 	echo "== newer bases (harness/newer.sh, informational)"
 	cat "$LOG_DIR/newer-base.out"
 	echo "== end-to-end migrations (harness/e2e.sh; $LOG_DIR/e2e.ktap.log)"

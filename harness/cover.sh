@@ -25,7 +25,8 @@ main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	local kind=${1:-linux} subject n author out=$PATCH_DIR/0000-cover-letter.patch
 	case "$kind" in
-	linux) subject="KVM: x86: Precise guest TSC migration" ;;
+	linux) subject="KVM: x86: Precise guest TSC migration"
+		[ "$LINUX_BASE" = mainline ] || subject="$subject (backport to $LINUX_BASE)" ;;
 	qemu) subject="target/i386/kvm: Precise TSC migration with KVM_{GET,SET}_TSC_STATE" ;;
 	*) usage >&2; exit "$EXIT_USAGE" ;;
 	esac
@@ -36,7 +37,12 @@ main() {
 		echo "From: $author"
 		echo "Subject: [PATCH 0/$n] ${COVER_SUBJECT:-$subject}"
 		echo
-		cat "$HARNESS_DIR/cover/$kind.txt"
+		# A backport has its own text, harness/cover/linux-NAME.txt.
+		if [ "$kind" = linux ] && [ "$LINUX_BASE" != mainline ]; then
+			cat "$HARNESS_DIR/cover/linux-$LINUX_BASE.txt"
+		else
+			cat "$HARNESS_DIR/cover/$kind.txt"
+		fi
 		echo
 		base_lines "$kind"
 		echo

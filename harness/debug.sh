@@ -25,7 +25,9 @@ main() {
 	start=$(date +%s)
 	export KBUILD_DIR=$BUILD_DIR/kbuild-debug
 	export SELFTEST_DIR=$BUILD_DIR/selftests-debug
-	build_series "$HARNESS_DIR/config/kvm-test.config" "$HARNESS_DIR/config/debug.config"
+	local fragments
+	mapfile -t fragments < <(kvm_test_fragments)
+	build_series "${fragments[@]}" "$HARNESS_DIR/config/debug.config"
 	QEMU_TIMEOUT=${QEMU_TIMEOUT:-5400} KTAP_FLAGS=--splats \
 		"$HARNESS_DIR/boot.sh" "$HARNESS_DIR/sets/debug.list" debug || status=$?
 	log "check-debug took $(($(date +%s) - start)) s"

@@ -15,10 +15,12 @@ SCRIPT_NAME=${SCRIPT_NAME:-fetch}
 
 usage() {
 	cat <<USAGE
-usage: $0 all | base | distro-config | l2 | qemu-source | update
-       $0 candidate PACKAGE | candidate-source PACKAGE
+usage: $0 all | kernel | base | distro-config | l2 | qemu-source | update
+       $0 candidate PACKAGE [SUITES] | candidate-source PACKAGE [SUITES]
 
-  all            every pinned input below
+  all            every pinned input below, for every kernel base
+                 ($(linux_bases | tr '\n' ' '))
+  kernel         base and distro-config of LINUX_BASE ($LINUX_BASE)
   base           $BASE_PACKAGE $BASE_VERSION: its $(basename "$BASE_TARBALL")
   distro-config  $DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION:
                  /$DISTRO_CONFIG_MEMBER as $(basename "$DISTRO_CONFIG") (xz -6)
@@ -42,13 +44,14 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	main() {
 		case "${1:-}" in
 		all) fetch_all ;;
+		kernel) fetch_kernel ;;
 		base) fetch_base_tarball ;;
 		distro-config) fetch_distro_config ;;
 		l2) fetch_pinned_deb L2 >/dev/null ;;
 		qemu-source) fetch_qemu_source ;;
 		update) apt_update ;;
-		candidate) [ $# -eq 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate "$2" ;;
-		candidate-source) [ $# -eq 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate_source "$2" ;;
+		candidate) [ $# -ge 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate "$2" "${3:-}" ;;
+		candidate-source) [ $# -ge 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate_source "$2" "${3:-}" ;;
 		-h|--help) usage ;;
 		*) usage >&2; exit "$EXIT_USAGE" ;;
 		esac

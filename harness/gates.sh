@@ -359,7 +359,7 @@ uapi_check() {
 		fail "struct kvm_tsc_state differs between -m32 and -m64"
 		return 1
 	fi
-	log "uapi: C and C++, -m32 and -m64; struct kvm_tsc_state: $(head -n 1 "$d/layout-64.txt") on both"
+	log "uapi: C and C++, -m32 and -m64; struct kvm_tsc_state: $(head -n 1 "$d/layout-64.txt" | cut -d" " -f1-2) bytes on both"
 }
 
 gate_uapi() {

@@ -10,14 +10,15 @@ usage() {
 usage: $0 [FRAGMENT...]
 
 Builds $TREE_DIR into KBUILD_DIR ($KBUILD_DIR): tinyconfig, then the
-config fragments merged on top (default: harness/config/kvm-test.config),
+config fragments merged on top (default: harness/config/kvm-test.config
+and kvm-test-MAJOR.MINOR.config of the base, if any),
 then olddefconfig; fails if a requested option did not land.  The config
 is regenerated only when a fragment or the tree's Kconfig files change;
 the build itself is incremental.  Log: LOG_DIR/build.log.
 USAGE
 }
 
-DEFAULT_FRAGMENTS=("$HARNESS_DIR/config/kvm-test.config")
+mapfile -t DEFAULT_FRAGMENTS < <(kvm_test_fragments)
 
 build_kernel() {
 	run_logged "$LOG_DIR/build.log" make -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 \

@@ -12,12 +12,56 @@ BASE_CONF=${BASE_CONF:-$HARNESS_DIR/base.conf}
 # shellcheck source=base.conf
 . "$BASE_CONF"
 
-BUILD_DIR=${BUILD_DIR:-$TOP_DIR/build}
+# The kernel series and its base: LINUX_BASE names one of base.conf's
+# LINUX_BASES.  "mainline" is patches/linux on the newest base; a backport
+# X is patches/linux-X on its own base, built and tested in its own
+# BUILD_DIR (TOP_BUILD_DIR/backport-X), so that nothing of the two mixes.
+# The fetched pins (DL_DIR, APT_DIR) are shared.
+LINUX_BASE=${LINUX_BASE:-mainline}
+TOP_BUILD_DIR=${TOP_BUILD_DIR:-${BUILD_DIR:-$TOP_DIR/build}}
+export LINUX_BASE TOP_BUILD_DIR
+
+# linux_pin NAME: the pin group (base.conf's variable prefix) of a base.
+linux_pin() {
+	local entry
+	for entry in $LINUX_BASES; do
+		[ "${entry%%=*}" = "$1" ] && { echo "${entry#*=}"; return 0; }
+	done
+	return 1
+}
+
+# linux_bases: the names of every base, mainline first.
+linux_bases() {
+	local entry
+	for entry in $LINUX_BASES; do
+		echo "${entry%%=*}"
+	done
+}
+
+LINUX_PIN=$(linux_pin "$LINUX_BASE") || {
+	echo "harness: LINUX_BASE=$LINUX_BASE is none of base.conf's LINUX_BASES ($LINUX_BASES)" >&2
+	exit 2
+}
+# The selected base's pins under the names the scripts use.
+for _v in PACKAGE VERSION SUITES DEB_SHA256 MEMBER SHA256 KERNELVERSION; do
+	_n=${LINUX_PIN}_$_v
+	printf -v "BASE_$_v" '%s' "${!_n-}"
+	_n=${LINUX_PIN}_DISTRO_$_v
+	printf -v "DISTRO_CONFIG_$_v" '%s' "${!_n-}"
+done
+unset _v _n
+if [ "$LINUX_BASE" = mainline ]; then
+	BUILD_DIR=$TOP_BUILD_DIR
+	PATCH_DIR=${PATCH_DIR:-$TOP_DIR/patches/linux}
+else
+	BUILD_DIR=$TOP_BUILD_DIR/backport-$LINUX_BASE
+	PATCH_DIR=${PATCH_DIR:-$TOP_DIR/patches/linux-$LINUX_BASE}
+fi
+export BUILD_DIR
 TREE_DIR=${TREE_DIR:-$BUILD_DIR/linux}
 KBUILD_DIR=${KBUILD_DIR:-$BUILD_DIR/kbuild}
 SELFTEST_DIR=${SELFTEST_DIR:-$BUILD_DIR/selftests}
 LOG_DIR=${LOG_DIR:-$BUILD_DIR/logs}
-PATCH_DIR=${PATCH_DIR:-$TOP_DIR/patches/linux}
 # The QEMU series (patches/qemu), its work tree and its build.
 QEMU_TREE_DIR=${QEMU_TREE_DIR:-$BUILD_DIR/qemu}
 QEMU_PATCH_DIR=${QEMU_PATCH_DIR:-$TOP_DIR/patches/qemu}
@@ -140,6 +184,14 @@ make_config() {
 		die "$EXIT_CONFIG" "config fragment options missing from $out/.config"
 	echo "$stamp" >"$stamp_file"
 	log "config ok: $out ($(grep -c '=[ym]$' "$out/.config") options on)"
+}
+
+# kvm_test_fragments: the test kernel's config fragments for the selected
+# base: kvm-test.config, and kvm-test-MAJOR.MINOR.config where one exists.
+kvm_test_fragments() {
+	local extra=$HARNESS_DIR/config/kvm-test-${BASE_KERNELVERSION%.*}.config
+	echo "$HARNESS_DIR/config/kvm-test.config"
+	[ ! -f "$extra" ] || echo "$extra"
 }
 
 # build_series [FRAGMENT...]: what every target that boots needs first:

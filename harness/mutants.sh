@@ -7,8 +7,9 @@ SCRIPT_NAME=mutants
 . "$(dirname "$0")/lib.sh"
 
 MUTANT_DIR=${MUTANT_DIR:-$BUILD_DIR/mutants}
-MUTANT_TESTS="x86_64/tsc_msrs_test
-x86_64/tsc_state_test - -c"
+MUTANT_TESTS="x86/tsc_msrs_test
+x86/tsc_offset_test
+x86/tsc_state_test - -c"
 
 usage() {
 	cat <<USAGE
@@ -71,10 +72,12 @@ run_mutant() {
 		"$HARNESS_DIR/boot.sh" "$set" "$name" >"$MUTANT_DIR/$name.out" 2>&1 || true
 	ktap=$MUTANT_DIR/logs/$name.ktap.log
 	git -C "$wt" reset -q --hard
-	if grep -qE "^not ok [0-9]+ selftests: kvm: x86_64/$test( |\$)" "$ktap"; then
+	if grep -qE "^not ok [0-9]+ selftests: kvm: x86/$test( |\$)" "$ktap"; then
 		failed=$test
 		if [ "$test" = tsc_state_test ]; then
-			failed=$(first_failure "$ktap" "$wt/tools/testing/selftests/kvm/x86_64/tsc_state_test.c")
+			local src=$wt/tools/testing/selftests/kvm/x86/tsc_state_test.c
+			[ -f "$src" ] || src=$wt/tools/testing/selftests/kvm/x86_64/tsc_state_test.c
+			failed=$(first_failure "$ktap" "$src")
 		fi
 	fi
 	if [ "$failed" != none ] && { [ -z "$cases" ] || [[ " $cases " == *" $failed "* ]]; }; then

@@ -9,10 +9,11 @@ SCRIPT_NAME=newer-base
 
 usage() {
 	cat <<USAGE
-usage: $0
+usage: $0 [kernel]
 
-Looks up the newest $BASE_PACKAGE and $QEMU_BASE_PACKAGE source package
-Debian serves.  For each that is newer than the pin: unpacks it under
+Looks up the newest version of each kernel base (base.conf's LINUX_BASES;
+"kernel": only LINUX_BASE's) and of the $QEMU_BASE_PACKAGE source package that
+Debian serves in the pin's suites.  For each newer than the pin: unpacks it under
 NEWER_DIR ($NEWER_DIR), applies the series with git apply in series
 order and, for the kernel, configures tinyconfig + harness/config/kvm-test.config
 and builds arch/x86/kvm/ (the QEMU series is only applied: building QEMU
@@ -39,7 +40,7 @@ apply_series_to() {
 
 newer_kernel() {
 	local ver deb dir=$NEWER_DIR/linux out=$NEWER_DIR/kbuild failed logf=$NEWER_DIR/linux.log
-	ver=$(apt_candidate "$BASE_PACKAGE")
+	ver=$(apt_candidate "$BASE_PACKAGE" "$BASE_SUITES")
 	if [ -z "$ver" ] || ! dpkg --compare-versions "$ver" gt "$BASE_VERSION"; then
 		RESULTS+=("$BASE_PACKAGE: pinned $BASE_VERSION is the newest Debian serves")
 		return 0
@@ -61,25 +62,27 @@ newer_kernel() {
 		if failed=$(apply_series_to "$dir" "$PATCH_DIR"); then
 			echo "$ver" >"$dir/.harness-newer"
 		else
-			RESULTS+=("$BASE_PACKAGE $ver (newer than the pin $BASE_VERSION): patches/linux does not apply: $failed ($(head -n 1 "$NEWER_DIR/apply.err"))")
+			RESULTS+=("$BASE_PACKAGE $ver (newer than the pin $BASE_VERSION): $(basename "$PATCH_DIR") does not apply: $failed ($(head -n 1 "$NEWER_DIR/apply.err"))")
 			rm -rf "$dir"
 			BAD=1
 			return 0
 		fi
 	fi
 	: >"$logf"
-	make_config "$dir" "$out" x86_64 "$logf" "$HARNESS_DIR/config/kvm-test.config"
+	local fragments
+	mapfile -t fragments < <(kvm_test_fragments)
+	make_config "$dir" "$out" x86_64 "$logf" "${fragments[@]}"
 	if run_logged "$logf" make -C "$dir" O="$out" ARCH=x86_64 -j"$JOBS" W=1 arch/x86/kvm/; then
-		RESULTS+=("$BASE_PACKAGE $ver (newer than the pin $BASE_VERSION): patches/linux applies ($(grep -c . "$PATCH_DIR/series") patches) and arch/x86/kvm/ builds with W=1; 'make rebase' moves the pins")
+		RESULTS+=("$BASE_PACKAGE $ver (newer than the pin $BASE_VERSION): $(basename "$PATCH_DIR") applies ($(grep -c . "$PATCH_DIR/series") patches) and arch/x86/kvm/ builds with W=1; 'make rebase' moves the pins")
 	else
-		RESULTS+=("$BASE_PACKAGE $ver (newer than the pin $BASE_VERSION): patches/linux applies, but arch/x86/kvm/ does not build (see $logf)")
+		RESULTS+=("$BASE_PACKAGE $ver (newer than the pin $BASE_VERSION): $(basename "$PATCH_DIR") applies, but arch/x86/kvm/ does not build (see $logf)")
 		BAD=1
 	fi
 }
 
 newer_qemu() {
 	local ver dir=$NEWER_DIR/qemu src=$NEWER_DIR/qemu-src failed dsc
-	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE")
+	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE" "$QEMU_BASE_SUITES")
 	if [ -z "$ver" ] || ! dpkg --compare-versions "$ver" gt "$QEMU_BASE_VERSION"; then
 		RESULTS+=("$QEMU_BASE_PACKAGE (source): pinned $QEMU_BASE_VERSION is the newest Debian serves")
 		return 0
@@ -105,16 +108,25 @@ newer_qemu() {
 }
 
 main() {
-	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	ensure_dirs
-	apt_update
-	newer_kernel
-	newer_qemu
-	local r
+	local b r status=0
+	case "${1:-}" in
+	-h|--help) usage; exit 0 ;;
+	kernel) ensure_dirs; newer_kernel ;;
+	"")
+		ensure_dirs
+		apt_update
+		for b in $(linux_bases); do
+			LINUX_BASE=$b "$0" kernel || status=1
+		done
+		newer_qemu
+		;;
+	*) usage >&2; exit "$EXIT_USAGE" ;;
+	esac
 	for r in "${RESULTS[@]}"; do
 		echo "newer base: $r"
 	done
-	[ "${STRICT:-0}" = 1 ] && [ "$BAD" = 1 ] && return 1
+	[ "$BAD" = 1 ] && status=1
+	[ "${STRICT:-0}" = 1 ] && return "$status"
 	return 0
 }
 

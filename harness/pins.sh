@@ -9,18 +9,21 @@
 # its own sources list, lists and cache: the machine's sources stay as they
 # are, and a suite the machine does not use can be added here alone.
 
-DL_DIR=${DL_DIR:-$BUILD_DIR/dl}
-APT_DIR=${APT_DIR:-$BUILD_DIR/apt}
+DL_DIR=${DL_DIR:-$TOP_BUILD_DIR/dl}
+APT_DIR=${APT_DIR:-$TOP_BUILD_DIR/apt}
 APT_MAX_AGE=${APT_MAX_AGE:-21600}
 APT_MIRROR=${APT_MIRROR:-http://deb.debian.org}
 APT_KEYRING=${APT_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
-# The suites the pins come from: "URI-path suite" pairs.
+# The suites the pins come from: "URI-path suite" pairs.  Each pin's
+# NAME_SUITES says which of them count when looking for a newer version.
 APT_SUITES=${APT_SUITES:-"debian bookworm
 debian bookworm-updates
-debian-security bookworm-security"}
+debian-security bookworm-security
+debian trixie
+debian trixie-backports"}
 # Where the extracted inputs go: derived from the pins, never from the host.
 BASE_TARBALL=${BASE_TARBALL:-$DL_DIR/$(basename "$BASE_MEMBER")}
-DISTRO_CONFIG=${DISTRO_CONFIG:-$DL_DIR/$DISTRO_CONFIG_NAME}
+DISTRO_CONFIG=${DISTRO_CONFIG:-$DL_DIR/config-$BASE_KERNELVERSION.amd64_none_amd64.xz}
 QEMU_SRC_DIR=${QEMU_SRC_DIR:-$DL_DIR/qemu-src}
 
 APT_OPTS=(
@@ -75,16 +78,25 @@ apt_fresh() {
 	fi
 }
 
-# apt_versions PACKAGE: every version of a binary package the archive serves.
-apt_versions() {
-	apt_private apt-cache madison "$1" 2>/dev/null |
-		awk -F'|' '$3 ~ /Packages/ {gsub(/ /, "", $2); print $2}' | sort -u -V
+# madison_versions TYPE PACKAGE [SUITES]: the versions apt-cache madison
+# lists for PACKAGE in index TYPE (Packages or Sources), in SUITES (a
+# space-separated list) if given.
+madison_versions() {
+	apt_private apt-cache madison "$2" 2>/dev/null |
+		awk -F'|' -v type="$1" -v suites=" ${3:-} " '$3 ~ type {
+			split($3, w, " "); suite = w[2]; sub(/\/.*/, "", suite)
+			if (suites != "  " && index(suites, " " suite " ") == 0) next
+			gsub(/ /, "", $2); print $2 }' | sort -u -V
 }
 
-# apt_source_versions PACKAGE: the same for a source package.
+# apt_versions PACKAGE [SUITES]: every version of a binary package served.
+apt_versions() {
+	madison_versions Packages "$@"
+}
+
+# apt_source_versions PACKAGE [SUITES]: the same for a source package.
 apt_source_versions() {
-	apt_private apt-cache showsrc "$1" 2>/dev/null |
-		awk -v p="$1" '/^Package: / {ok = ($2 == p)} ok && /^Version: / {print $2}' | sort -u -V
+	madison_versions Sources "$@"
 }
 
 # newest VERSION...: the highest by dpkg's ordering.
@@ -98,16 +110,17 @@ newest() {
 	echo "$best"
 }
 
+# apt_candidate PACKAGE [SUITES]: the newest version served.
 apt_candidate() {
 	apt_fresh
 	# shellcheck disable=SC2046
-	newest $(apt_versions "$1")
+	newest $(apt_versions "$1" "${2:-}")
 }
 
 apt_candidate_source() {
 	apt_fresh
 	# shellcheck disable=SC2046
-	newest $(apt_source_versions "$1")
+	newest $(apt_source_versions "$1" "${2:-}")
 }
 
 # pin_gone NAME PACKAGE VERSION FILE WHY: a pinned input cannot be had.
@@ -127,7 +140,7 @@ pin_gone() {
 	log "  file:    $file"
 	log "  Debian's archive serves: ${served:-no version of $pkg}"
 	log "  To move the pin: 'make rebase' looks up the newest versions, rewrites"
-	log "  harness/base.conf with them and their sha256 sums, and re-applies both"
+	log "  harness/base.conf with them and their sha256 sums, and re-applies every"
 	log "  series; review its diff, run 'make check' and commit harness/base.conf."
 	exit "$EXIT_DEPS"
 }
@@ -183,15 +196,17 @@ extract_member() {
 	mv "$out.tmp" "$out"
 }
 
-# fetch_base_tarball: the kernel base's tarball, checked by BASE_SHA256.
+# fetch_base_tarball: the selected kernel base's tarball, checked by its
+# pinned sha256.
 fetch_base_tarball() {
 	check_sha256 "$BASE_TARBALL" "$BASE_SHA256" && return 0
 	local deb
-	deb=$(fetch_pinned_deb BASE)
+	deb=$(fetch_pinned_deb "$LINUX_PIN")
 	log "extracting /$BASE_MEMBER from $(basename "$deb")"
 	extract_member "$deb" "$BASE_MEMBER" "$BASE_TARBALL"
-	check_sha256 "$BASE_TARBALL" "$BASE_SHA256" || sha_mismatch BASE_SHA256 "$BASE_TARBALL" "$BASE_SHA256"
-	log "base: $BASE_TARBALL ($BASE_PACKAGE $BASE_VERSION), sha256 checked"
+	check_sha256 "$BASE_TARBALL" "$BASE_SHA256" ||
+		sha_mismatch "${LINUX_PIN}_SHA256" "$BASE_TARBALL" "$BASE_SHA256"
+	log "base ($LINUX_BASE): $BASE_TARBALL ($BASE_PACKAGE $BASE_VERSION), sha256 checked"
 }
 
 # fetch_distro_config: the distribution's production config, taken from the
@@ -200,15 +215,15 @@ fetch_base_tarball() {
 fetch_distro_config() {
 	check_sha256 "$DISTRO_CONFIG" "$DISTRO_CONFIG_SHA256" && return 0
 	local deb
-	deb=$(fetch_pinned_deb DISTRO_CONFIG)
+	deb=$(fetch_pinned_deb "${LINUX_PIN}_DISTRO")
 	log "extracting /$DISTRO_CONFIG_MEMBER from $(basename "$deb")"
 	extract_member "$deb" "$DISTRO_CONFIG_MEMBER" "$DISTRO_CONFIG.plain"
 	xz -6 -T1 -c "$DISTRO_CONFIG.plain" >"$DISTRO_CONFIG.tmp"
 	mv "$DISTRO_CONFIG.tmp" "$DISTRO_CONFIG"
 	rm -f "$DISTRO_CONFIG.plain"
 	check_sha256 "$DISTRO_CONFIG" "$DISTRO_CONFIG_SHA256" ||
-		sha_mismatch DISTRO_CONFIG_SHA256 "$DISTRO_CONFIG" "$DISTRO_CONFIG_SHA256"
-	log "distro config: $DISTRO_CONFIG ($DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION), sha256 checked"
+		sha_mismatch "${LINUX_PIN}_DISTRO_SHA256" "$DISTRO_CONFIG" "$DISTRO_CONFIG_SHA256"
+	log "distro config ($LINUX_BASE): $DISTRO_CONFIG ($DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION), sha256 checked"
 }
 
 # fetch_qemu_source: the QEMU source package's three files, checked.
@@ -239,9 +254,17 @@ qemu_source_ok() {
 		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DEBIAN" "$QEMU_BASE_DEBIAN_SHA256"
 }
 
-fetch_all() {
+# fetch_kernel: the selected kernel base's pins.
+fetch_kernel() {
 	fetch_base_tarball
 	fetch_distro_config
+}
+
+fetch_all() {
+	local b
+	for b in $(linux_bases); do
+		LINUX_BASE=$b "$HARNESS_DIR/fetch.sh" kernel
+	done
 	fetch_pinned_deb L2 >/dev/null
 	fetch_qemu_source
 	log "pinned inputs: all present, sha256 checked ($DL_DIR)"

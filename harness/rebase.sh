@@ -10,13 +10,14 @@ usage() {
 	cat <<USAGE
 usage: $0 [--dry-run]
 
-Looks up the newest $BASE_PACKAGE and $QEMU_BASE_PACKAGE source package
-Debian serves (harness/fetch.sh's private apt configuration), derives the
+Looks up the newest version of each kernel base (base.conf's LINUX_BASES)
+and of the $QEMU_BASE_PACKAGE source package that Debian serves in the
+pin's suites (harness/fetch.sh's private apt configuration), derives the
 ABI-named packages of the same kernel (the distro config's image and the
 e2e guest's cloud image: the kernel version in their names is replaced),
 downloads every file, computes the sha256 sums and rewrites BASE_CONF
 ($BASE_CONF) with them.  Then re-applies both series to the new bases
-(harness/tree.sh apply, harness/tree.sh qemu apply), which fails loudly
+(harness/tree.sh apply for each base, harness/tree.sh qemu apply), which fails loudly
 when a patch no longer applies.  Review the diff of base.conf, run
 make check, and commit.
 
@@ -55,45 +56,55 @@ sha_of() {
 	sha256sum "$1" | awk '{print $1}'
 }
 
+# rebase_kernel GROUP: a kernel base's pins (GROUP_*, GROUP_DISTRO_*), and
+# the e2e guest's if its package is of the same kernel version.
 rebase_kernel() {
-	local ver kv deb tmp cfg_pkg cfg_member l2_pkg
-	ver=$(apt_candidate "$BASE_PACKAGE")
-	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no version of $BASE_PACKAGE"
-	if [ "$ver" = "$BASE_VERSION" ]; then
-		log "$BASE_PACKAGE: $ver is pinned already"
+	local g=$1 v pkg ver suites oldv kv deb tmp member cfg_pkg cfg_member l2_pkg
+	for v in PACKAGE VERSION SUITES MEMBER KERNELVERSION DISTRO_PACKAGE DISTRO_MEMBER; do
+		local "$v"
+		pkg=${g}_$v
+		printf -v "$v" '%s' "${!pkg}"
+	done
+	ver=$(apt_candidate "$PACKAGE" "$SUITES")
+	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no version of $PACKAGE in $SUITES"
+	if [ "$ver" = "$VERSION" ]; then
+		log "$PACKAGE: $ver is pinned already"
 		return 0
 	fi
-	log "$BASE_PACKAGE: $BASE_VERSION -> $ver"
+	log "$PACKAGE: $VERSION -> $ver"
+	oldv=$KERNELVERSION
 	kv=${ver%%-*}
-	cfg_pkg=${DISTRO_CONFIG_PACKAGE//$BASE_KERNELVERSION/$kv}
-	cfg_member=${DISTRO_CONFIG_MEMBER//$BASE_KERNELVERSION/$kv}
-	l2_pkg=${L2_PACKAGE//$BASE_KERNELVERSION/$kv}
+	cfg_pkg=${DISTRO_PACKAGE//$oldv/$kv}
+	cfg_member=${DISTRO_MEMBER//$oldv/$kv}
 	mkdir -p "$DL_DIR"
 	tmp=$(mktemp -d "$DL_DIR/rebase.XXXXXX")
-	deb=$(download_deb "$BASE_PACKAGE" "$ver")
-	extract_member "$deb" "$BASE_MEMBER" "$tmp/base.tar.xz"
-	set_pin BASE_VERSION "$ver"
-	set_pin BASE_DEB_SHA256 "$(sha_of "$deb")"
-	set_pin BASE_SHA256 "$(sha_of "$tmp/base.tar.xz")"
-	set_pin BASE_KERNELVERSION "$kv"
+	deb=$(download_deb "$PACKAGE" "$ver")
+	extract_member "$deb" "$MEMBER" "$tmp/base.tar.xz"
+	set_pin "${g}_VERSION" "$ver"
+	set_pin "${g}_DEB_SHA256" "$(sha_of "$deb")"
+	set_pin "${g}_SHA256" "$(sha_of "$tmp/base.tar.xz")"
+	set_pin "${g}_KERNELVERSION" "$kv"
 	deb=$(download_deb "$cfg_pkg" "$ver")
 	extract_member "$deb" "$cfg_member" "$tmp/config"
 	xz -6 -T1 -c "$tmp/config" >"$tmp/config.xz"
-	set_pin DISTRO_CONFIG_PACKAGE "$cfg_pkg"
-	set_pin DISTRO_CONFIG_VERSION "$ver"
-	set_pin DISTRO_CONFIG_DEB_SHA256 "$(sha_of "$deb")"
-	set_pin DISTRO_CONFIG_MEMBER "$cfg_member"
-	set_pin DISTRO_CONFIG_SHA256 "$(sha_of "$tmp/config.xz")"
-	deb=$(download_deb "$l2_pkg" "$ver")
-	set_pin L2_PACKAGE "$l2_pkg"
-	set_pin L2_VERSION "$ver"
-	set_pin L2_DEB_SHA256 "$(sha_of "$deb")"
+	set_pin "${g}_DISTRO_PACKAGE" "$cfg_pkg"
+	set_pin "${g}_DISTRO_VERSION" "$ver"
+	set_pin "${g}_DISTRO_DEB_SHA256" "$(sha_of "$deb")"
+	set_pin "${g}_DISTRO_MEMBER" "$cfg_member"
+	set_pin "${g}_DISTRO_SHA256" "$(sha_of "$tmp/config.xz")"
+	if [[ "$L2_PACKAGE" == *"$oldv"* ]]; then
+		l2_pkg=${L2_PACKAGE//$oldv/$kv}
+		deb=$(download_deb "$l2_pkg" "$ver")
+		set_pin L2_PACKAGE "$l2_pkg"
+		set_pin L2_VERSION "$ver"
+		set_pin L2_DEB_SHA256 "$(sha_of "$deb")"
+	fi
 	rm -rf "$tmp"
 }
 
 rebase_qemu() {
 	local ver tmp dsc orig debian
-	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE")
+	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE" "$QEMU_BASE_SUITES")
 	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no source package $QEMU_BASE_PACKAGE"
 	if [ "$ver" = "$QEMU_BASE_VERSION" ]; then
 		log "$QEMU_BASE_PACKAGE (source): $ver is pinned already"
@@ -130,7 +141,10 @@ main() {
 	esac
 	apt_update
 	log "pins in $BASE_CONF that change:"
-	rebase_kernel
+	local b
+	for b in $(linux_bases); do
+		rebase_kernel "$(linux_pin "$b")"
+	done
 	rebase_qemu
 	if [ "$DRY_RUN" = 1 ] || [ "${NO_APPLY:-0}" = 1 ]; then
 		log "not re-applied (dry run or NO_APPLY=1)"
@@ -138,7 +152,9 @@ main() {
 	fi
 	# Fetch (and so check) the new pins as make check will, then re-apply.
 	"$HARNESS_DIR/fetch.sh" all
-	"$HARNESS_DIR/tree.sh" apply
+	for b in $(linux_bases); do
+		LINUX_BASE=$b "$HARNESS_DIR/tree.sh" apply
+	done
 	"$HARNESS_DIR/tree.sh" qemu apply
 	log "both series apply to the new bases; review 'git diff $BASE_CONF', run make check, commit"
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# The whole x86_64 KVM selftest suite, compared with the unpatched base.
+# The whole x86 KVM selftest suite, compared with the unpatched base.
 set -euo pipefail
 SCRIPT_NAME=regress
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +25,8 @@ $REGRESS_QEMU_TIMEOUT s).
 USAGE
 }
 
-BASELINE=${BASELINE:-$HARNESS_DIR/baseline/x86_64.txt}
+# One baseline per kernel base (LINUX_BASE), by major.minor version.
+BASELINE=${BASELINE:-$HARNESS_DIR/baseline/${BASE_KERNELVERSION%.*}.txt}
 BASELINE_EXCLUDE=${BASELINE_EXCLUDE:-$HARNESS_DIR/baseline/exclude.txt}
 REGRESS_TIMEOUT=${REGRESS_TIMEOUT:-120}
 REGRESS_QEMU_TIMEOUT=${REGRESS_QEMU_TIMEOUT:-7200}

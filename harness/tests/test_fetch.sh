@@ -86,15 +86,19 @@ case_missing-version() {
 }
 
 case_gone-linux-config() {
-	# What broke CI on 2026-12-04: the distro config pinned as the
+	# What broke CI on 2026-12-04: the 6.12 distro config pinned as the
 	# linux-config-6.12 version that a point release removed.
-	local conf status
-	conf=$(conf_with DISTRO_CONFIG_PACKAGE=linux-config-6.12 DISTRO_CONFIG_VERSION=6.12.117-1~deb12u1)
-	status=$(run_fetch gone-linux-config "$conf" distro-config)
+	local conf status b base=""
+	for b in $(linux_bases); do
+		[ "$(linux_pin "$b")" = LINUX612 ] && base=$b
+	done
+	[ -n "$base" ] || { log "no kernel base has the pin group LINUX612"; return 1; }
+	conf=$(conf_with LINUX612_DISTRO_PACKAGE=linux-config-6.12 LINUX612_DISTRO_VERSION=6.12.117-1~deb12u1)
+	status=$(LINUX_BASE=$base run_fetch gone-linux-config "$conf" distro-config)
 	expect_lines gone-linux-config "$status" "$EXIT_DEPS" \
 		"error: pinned input missing" \
 		"package: linux-config-6.12" \
-		"version: 6.12.117-1~deb12u1 (harness/base.conf DISTRO_CONFIG_VERSION)" \
+		"version: 6.12.117-1~deb12u1 (harness/base.conf LINUX612_DISTRO_VERSION)" \
 		"'make rebase'"
 }
 
