@@ -67,12 +67,23 @@ print_times() {
 	done
 }
 
+# ccache_counts: "HITS MISSES" of the compiler cache so far (lib.sh).
+ccache_counts() {
+	command -v ccache >/dev/null && [ "${CCACHE:-1}" != 0 ] || { echo "0 0"; return; }
+	ccache --print-stats 2>/dev/null | awk '
+		$1 == "direct_cache_hit" || $1 == "preprocessed_cache_hit" { h += $2 }
+		$1 == "cache_miss" { m += $2 }
+		END { print h + 0, m + 0 }'
+}
+
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	local set=${1:-$HARNESS_DIR/sets/tsc.list} run_name status=0 total
 	run_name=$(basename "${set%.list}")
 	total=$(date +%s)
 	ensure_dirs
+	local cc_start
+	cc_start=$(ccache_counts)
 	stage deps "$HARNESS_DIR/deps.sh"
 	stage parser "$HARNESS_DIR/tests/test_ktap.sh" >&2 ||
 		die "$EXIT_TESTS" "the KTAP parser fails its golden-log tests"
@@ -113,6 +124,14 @@ main() {
 	fi
 	STAGE_TIMES+=("$(printf '%-12s %4d s' total $(($(date +%s) - total)))")
 	print_times
+	if [ "${CCACHE:-1}" != 0 ] && command -v ccache >/dev/null; then
+		local h0 m0 h1 m1
+		read -r h0 m0 <<<"$cc_start"
+		read -r h1 m1 < <(ccache_counts)
+		log "compiler cache (${CCACHE_DIR:-~/.cache/ccache}; CCACHE=0 turns it off): $((h1 - h0)) hits, $((m1 - m0)) misses in this run"
+	else
+		log "compiler cache: off"
+	fi
 	log "logs: $LOG_DIR (build.log, qemu-build.log, selftests.log, $run_name.console.log, $run_name.ktap.log, $run_name.summary.txt, e2e.*, gates.log)"
 	[ -f "$LOG_DIR/gates.out" ] && [ "${NO_GATES:-0}" != 1 ] &&
 		cat "$LOG_DIR/gates.out" "$LOG_DIR/gate-tests.out"

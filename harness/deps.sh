@@ -20,7 +20,7 @@ USAGE
 
 PACKAGES=(
 	gcc make libc6-dev flex bison bc perl libelf-dev libssl-dev
-	cpio kmod rsync xz-utils git python3
+	cpio kmod rsync xz-utils git python3 ccache
 	qemu-system-x86 busybox-static
 	# harness/gates.sh
 	sparse gcc-multilib g++ g++-multilib

@@ -68,6 +68,24 @@ QEMU_PATCH_DIR=${QEMU_PATCH_DIR:-$TOP_DIR/patches/qemu}
 QEMU_BUILD_DIR=${QEMU_BUILD_DIR:-$BUILD_DIR/qemu-build}
 JOBS=${JOBS:-$(nproc)}
 
+# A compiler cache, on unless CCACHE=0: Debian's ccache masquerade
+# directory goes first in PATH, so every gcc/cc the harness starts (kbuild,
+# the selftests, QEMU's configure and ninja) goes through ccache.  It never
+# changes a result (ccache hashes the preprocessed input, the compiler and
+# its arguments); it only makes the second build of the same objects fast:
+# the gates rebuild what the kernel and QEMU stages built, and a developer's
+# next make check rebuilds what the last one did.  The cache is the user's
+# (CCACHE_DIR, default ~/.cache/ccache, capped at CCACHE_MAXSIZE); paths
+# below the repository are hashed relative to it (CCACHE_BASEDIR), so two
+# clones share it.  make check prints its statistics.
+if [ "${CCACHE:-1}" != 0 ] && [ -x /usr/lib/ccache/gcc ]; then
+	case ":$PATH:" in *:/usr/lib/ccache:*) ;; *) PATH=/usr/lib/ccache:$PATH ;; esac
+	export PATH
+	export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$TOP_DIR}
+	export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
+	export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-20G}
+fi
+
 # Exit status of each stage.
 readonly EXIT_USAGE=2
 readonly EXIT_DEPS=10
