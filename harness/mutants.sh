@@ -49,9 +49,12 @@ prepare_worktree() {
 # first_failure KTAP SOURCE: the first case of the set's tsc_state_test
 # that did not report ok, or "none".
 first_failure() {
-	local ktap=$1 src=$2 name
+	local ktap=$1 src=$2 name lines
+	# Read once: "tr | grep -q" under pipefail fails when grep -q exits
+	# before tr has written a log larger than a pipe buffer (SIGPIPE).
+	lines=$(tr -d '\r' <"$ktap")
 	while read -r name; do
-		tr -d '\r' <"$ktap" | grep -qE "^# ok [0-9]+ (# SKIP )?$name( |\$)" ||
+		grep -qE "^# ok [0-9]+ (# SKIP )?$name( |\$)" <<<"$lines" ||
 			{ echo "$name"; return; }
 	done < <(cases_of "$src")
 	echo none
