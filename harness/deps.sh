@@ -23,7 +23,7 @@ PACKAGES=(
 	cpio kmod rsync xz-utils git python3 ccache
 	qemu-system-x86 busybox-static
 	# harness/gates.sh
-	sparse gcc-multilib g++ g++-multilib
+	gcc-multilib g++ g++-multilib
 	python3-sphinx python3-sphinx-rtd-theme python3-yaml graphviz
 	# harness/tree.sh qemu, harness/qemu.sh (a static QEMU), harness/e2e.sh
 	dpkg-dev meson ninja-build pkg-config libglib2.0-dev libpixman-1-dev

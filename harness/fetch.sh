@@ -15,7 +15,7 @@ SCRIPT_NAME=${SCRIPT_NAME:-fetch}
 
 usage() {
 	cat <<USAGE
-usage: $0 all | kernel | base | distro-config | l2 | qemu-source | update
+usage: $0 all | kernel | base | distro-config | l2 | qemu-source | sparse-source | update
        $0 candidate PACKAGE [SUITES] | candidate-source PACKAGE [SUITES]
 
   all            every pinned input below, for every kernel base
@@ -26,6 +26,7 @@ usage: $0 all | kernel | base | distro-config | l2 | qemu-source | update
                  /$DISTRO_CONFIG_MEMBER as $(basename "$DISTRO_CONFIG") (xz -6)
   l2             $L2_PACKAGE $L2_VERSION (the e2e guest kernel)
   qemu-source    $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION (.dsc, orig, debian)
+  sparse-source  $SPARSE_PACKAGE $SPARSE_VERSION (.dsc, orig, debian; the sparse gate's)
   update         refresh the private apt lists
   candidate      the newest version of a binary package the archive serves
   candidate-source  the same for a source package
@@ -49,6 +50,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 		distro-config) fetch_distro_config ;;
 		l2) fetch_pinned_deb L2 >/dev/null ;;
 		qemu-source) fetch_qemu_source ;;
+		sparse-source) fetch_source SPARSE "$DL_DIR/sparse-src" ;;
 		update) apt_update ;;
 		candidate) [ $# -ge 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate "$2" "${3:-}" ;;
 		candidate-source) [ $# -ge 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate_source "$2" "${3:-}" ;;

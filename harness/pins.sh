@@ -20,7 +20,8 @@ APT_SUITES=${APT_SUITES:-"debian bookworm
 debian bookworm-updates
 debian-security bookworm-security
 debian trixie
-debian trixie-backports"}
+debian trixie-backports
+debian sid"}
 # Where the extracted inputs go: derived from the pins, never from the host.
 BASE_TARBALL=${BASE_TARBALL:-$DL_DIR/$(basename "$BASE_MEMBER")}
 DISTRO_CONFIG=${DISTRO_CONFIG:-$DL_DIR/config-$BASE_KERNELVERSION.amd64_none_amd64.xz}
@@ -126,7 +127,8 @@ apt_candidate_source() {
 # pin_gone NAME PACKAGE VERSION FILE WHY: a pinned input cannot be had.
 pin_gone() {
 	local name=$1 pkg=$2 ver=$3 file=$4 why=$5 served
-	if [ "$name" = QEMU_BASE ]; then
+	local dsc=${name}_DSC
+	if [ -n "${!dsc-}" ]; then
 		served=$(apt_source_versions "$pkg" | tr '\n' ' ')
 	else
 		served=$(apt_versions "$pkg" | tr '\n' ' ')
@@ -139,9 +141,15 @@ pin_gone() {
 	log "  version: $ver (harness/base.conf ${name}_VERSION)"
 	log "  file:    $file"
 	log "  Debian's archive serves: ${served:-no version of $pkg}"
-	log "  To move the pin: 'make rebase' looks up the newest versions, rewrites"
-	log "  harness/base.conf with them and their sha256 sums, and re-applies every"
-	log "  series; review its diff, run 'make check' and commit harness/base.conf."
+	if [ "$name" = SPARSE ]; then
+		log "  To move the pin: set SPARSE_VERSION, SPARSE_DSC, SPARSE_ORIG and SPARSE_DEBIAN"
+		log "  in harness/base.conf to a served version and the sha256 sums of the files"
+		log "  'harness/fetch.sh sparse-source' then names; run 'make gates' and commit."
+	else
+		log "  To move the pin: 'make rebase' looks up the newest versions, rewrites"
+		log "  harness/base.conf with them and their sha256 sums, and re-applies every"
+		log "  series; review its diff, run 'make check' and commit harness/base.conf."
+	fi
 	exit "$EXIT_DEPS"
 }
 
@@ -226,32 +234,65 @@ fetch_distro_config() {
 	log "distro config ($LINUX_BASE): $DISTRO_CONFIG ($DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION), sha256 checked"
 }
 
-# fetch_qemu_source: the QEMU source package's three files, checked.
-fetch_qemu_source() {
-	qemu_source_ok && return 0
-	mkdir -p "$QEMU_SRC_DIR"
+# fetch_source NAME DIR: the source package NAME_PACKAGE=NAME_VERSION's
+# three files (NAME_DSC, NAME_ORIG, NAME_DEBIAN) in DIR, each checked
+# against its NAME_*_SHA256.
+fetch_source() {
+	local name=$1 dir=$2 pkg ver dsc
+	source_ok "$name" "$dir" && return 0
+	pkg=${name}_PACKAGE ver=${name}_VERSION dsc=${name}_DSC
+	pkg=${!pkg} ver=${!ver} dsc=${!dsc}
+	mkdir -p "$dir"
 	apt_fresh
-	if ! (cd "$QEMU_SRC_DIR" &&
-		run apt-get "${APT_OPTS[@]}" source -q --download-only "$QEMU_BASE_PACKAGE=$QEMU_BASE_VERSION" >&2); then
+	if ! (cd "$dir" && run apt-get "${APT_OPTS[@]}" source -q --download-only "$pkg=$ver" >&2); then
 		apt_update
-		(cd "$QEMU_SRC_DIR" &&
-			run apt-get "${APT_OPTS[@]}" source -q --download-only "$QEMU_BASE_PACKAGE=$QEMU_BASE_VERSION" >&2) ||
-			pin_gone QEMU_BASE "$QEMU_BASE_PACKAGE" "$QEMU_BASE_VERSION" "$QEMU_BASE_DSC" \
-				"Debian's archive no longer serves the source package $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION"
+		(cd "$dir" && run apt-get "${APT_OPTS[@]}" source -q --download-only "$pkg=$ver" >&2) ||
+			pin_gone "$name" "$pkg" "$ver" "$dsc" \
+				"Debian's archive no longer serves the source package $pkg $ver"
 	fi
 	local f want
 	for f in DSC ORIG DEBIAN; do
-		want=QEMU_BASE_${f}_SHA256 f=QEMU_BASE_$f
-		check_sha256 "$QEMU_SRC_DIR/${!f}" "${!want}" ||
-			sha_mismatch "$want" "$QEMU_SRC_DIR/${!f}" "${!want}"
+		want=${name}_${f}_SHA256 f=${name}_$f
+		check_sha256 "$dir/${!f}" "${!want}" ||
+			sha_mismatch "$want" "$dir/${!f}" "${!want}"
 	done
-	log "QEMU source: $QEMU_SRC_DIR/$QEMU_BASE_DSC ($QEMU_BASE_VERSION), sha256 checked"
+	log "$pkg source: $dir/$dsc ($ver), sha256 checked"
+}
+
+# source_ok NAME DIR: whether DIR holds NAME's three files, checked.
+source_ok() {
+	local f want
+	for f in DSC ORIG DEBIAN; do
+		want=${1}_${f}_SHA256 f=${1}_$f
+		check_sha256 "$2/${!f}" "${!want}" || return 1
+	done
+}
+
+# fetch_qemu_source: the QEMU base's source package.
+fetch_qemu_source() {
+	fetch_source QEMU_BASE "$QEMU_SRC_DIR"
 }
 
 qemu_source_ok() {
-	check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DSC" "$QEMU_BASE_DSC_SHA256" &&
-		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_ORIG" "$QEMU_BASE_ORIG_SHA256" &&
-		check_sha256 "$QEMU_SRC_DIR/$QEMU_BASE_DEBIAN" "$QEMU_BASE_DEBIAN_SHA256"
+	source_ok QEMU_BASE "$QEMU_SRC_DIR"
+}
+
+# sparse_bin: the path of the pinned sparse (base.conf's SPARSE), built
+# from its Debian source package once into TOP_BUILD_DIR/tools, with this
+# machine's gcc (Debian's packaging names sid's gcc-16; sparse takes its
+# system include directories from the compiler it is built with).
+sparse_bin() {
+	local dir=$TOP_BUILD_DIR/tools/sparse-$SPARSE_VERSION
+	if [ ! -x "$dir/sparse" ]; then
+		fetch_source SPARSE "$DL_DIR/sparse-src"
+		rm -rf "$dir"
+		mkdir -p "$TOP_BUILD_DIR/tools"
+		run dpkg-source --no-check -x "$DL_DIR/sparse-src/$SPARSE_DSC" "$dir" >&2 ||
+			die "$EXIT_DEPS" "dpkg-source -x $SPARSE_DSC failed"
+		run_logged "$TOP_BUILD_DIR/tools/sparse-build.log" make -C "$dir" -j"$JOBS" CC=gcc sparse ||
+			die "$EXIT_DEPS" "building sparse $SPARSE_VERSION failed (see $TOP_BUILD_DIR/tools/sparse-build.log)"
+	fi
+	echo "$dir/sparse"
 }
 
 # fetch_kernel: the selected kernel base's pins.
@@ -267,5 +308,6 @@ fetch_all() {
 	done
 	fetch_pinned_deb L2 >/dev/null
 	fetch_qemu_source
+	fetch_source SPARSE "$DL_DIR/sparse-src"
 	log "pinned inputs: all present, sha256 checked ($DL_DIR)"
 }
