@@ -187,33 +187,31 @@ static void cycles_bounds(uint64_t ns, uint32_t khz, uint64_t *lo, uint64_t *hi)
 	*hi = est + slack > UINT64_MAX ? UINT64_MAX : (uint64_t)(est + slack);
 }
 
-/* Whether advancing @tsc from @nsec to the reference @ref_nsec fails with ERANGE. */
-static enum tri range_at(uint64_t tsc, uint64_t nsec, uint64_t ref_nsec, uint32_t khz)
+/*
+ * Whether advancing the TSC from @nsec to the reference @ref_nsec fails with
+ * ERANGE: only more than 3650 days apart.  The TSC itself counts modulo
+ * 2^64 (a wrap is no error).
+ */
+static enum tri range_at(uint64_t nsec, uint64_t ref_nsec)
 {
-	bool forward = ref_nsec >= nsec;
-	uint64_t ns = forward ? ref_nsec - nsec : nsec - ref_nsec, lo, hi;
+	uint64_t ns = ref_nsec >= nsec ? ref_nsec - nsec : nsec - ref_nsec;
 
-	if (ns > MAX_ELAPSED_NS)
-		return YES;
-	cycles_bounds(ns, khz, &lo, &hi);
-	if (forward)
-		return lo > UINT64_MAX - tsc ? YES : hi <= UINT64_MAX - tsc ? NO : MAYBE;
-	return lo > tsc ? YES : hi <= tsc ? NO : MAYBE;
+	return ns > MAX_ELAPSED_NS ? YES : NO;
 }
 
 /* The same over every reference time the call may have read. */
-static enum tri range_over(const struct call *c, uint32_t khz)
+static enum tri range_over(const struct call *c)
 {
 	const struct kvm_tsc_state *st = &c->in;
 	uint64_t a, b;
 	enum tri ta, tb;
 
 	if (st->flags & KVM_TSC_STATE_REFERENCE_VALID)
-		return range_at(st->tsc, st->nsec, st->ref_nsec, khz);
+		return range_at(st->nsec, st->ref_nsec);
 	a = c->clk0 > CLOCK_SLACK_NS ? c->clk0 - CLOCK_SLACK_NS : 0;
 	b = c->clk1 + CLOCK_SLACK_NS;
-	ta = range_at(st->tsc, st->nsec, a, khz);
-	tb = range_at(st->tsc, st->nsec, b, khz);
+	ta = range_at(st->nsec, a);
+	tb = range_at(st->nsec, b);
 	/* Monotonic on each side of nsec, where nothing moves. */
 	if (st->nsec >= a && st->nsec <= b && (ta != NO || tb != NO))
 		return MAYBE;
@@ -255,7 +253,7 @@ static int expect_set(const struct call *c, bool has_adjust, uint32_t khz)
 			set |= O_ESTALE;
 	}
 	if (st->flags & KVM_TSC_STATE_TIMESTAMP_VALID) {
-		t = range_over(c, khz);
+		t = range_over(c);
 		if (t == YES)
 			return set | O_ERANGE;
 		if (t == MAYBE)
@@ -966,7 +964,7 @@ static void clock_steps(void)
 	running = "clock_steps";
 	create_vm(&vm, 2, VM_DISABLE_TSC_QUIRK);
 	{
-		/* Far from 0, so that no step takes the TSC below it (ERANGE). */
+		/* Far from 0, so that no step takes the TSC across its wrap. */
 		struct kvm_tsc_state st = { .tsc = 1ull << 50 };
 
 		xioctl(vm.vcpu_fd[0], KVM_SET_TSC_STATE, &st, "KVM_SET_TSC_STATE");
