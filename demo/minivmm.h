@@ -5,7 +5,8 @@
  * with two OUTs (PORT_TSC_LO, PORT_TSC_HI); helpers create VMs and vCPUs,
  * run a vCPU until it reports a TSC, and read or write TSC offsets.
  * Errors end the program with one line on stderr.  Used by
- * demo/tsc_migrate.c and harness/guest/tsc_state_fuzz.c.
+ * demo/tsc_migrate.c, harness/guest/tsc_state_fuzz.c and
+ * harness/guest/tsc_clock_steps.c.
  */
 #ifndef MINIVMM_H
 #define MINIVMM_H

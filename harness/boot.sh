@@ -61,6 +61,7 @@ build_helpers() {
 	build_static "$GUEST_DIR/kvm_tsc_khz.c" "$out/kvm_tsc_khz"
 	build_static "$TOP_DIR/demo/tsc_migrate.c" "$out/tsc_migrate"
 	build_static "$GUEST_DIR/tsc_state_fuzz.c" "$out/tsc_state_fuzz"
+	build_static "$GUEST_DIR/tsc_clock_steps.c" "$out/tsc_clock_steps"
 	install -m 0755 "$GUEST_DIR/tsc_migrate_check.sh" "$out/tsc_migrate_check.sh"
 }
 

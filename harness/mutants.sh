@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # make mutants: plant each known bug of harness/mutants/ in a copy of the
-# series and check that tsc_state_test catches it.
+# series and check that the TSC selftests or the harness's TSC tools catch it.
 set -euo pipefail
 SCRIPT_NAME=mutants
 . "$(dirname "$0")/lib.sh"
@@ -9,29 +9,26 @@ SCRIPT_NAME=mutants
 MUTANT_DIR=${MUTANT_DIR:-$BUILD_DIR/mutants}
 MUTANT_TESTS="x86/tsc_msrs_test
 x86/tsc_offset_test
-x86/tsc_state_test - -c"
+x86/tsc_state_test
+tsc_clock_steps"
 
 usage() {
 	cat <<USAGE
 usage: $0 [NAME...]
 
-Each harness/mutants/NAME.diff is a bug planted in arch/x86/kvm/x86.c of
-the series; its "# kills:" line names the selftest that must catch it
-and, for tsc_state_test, the cases that may be the first to fail.  For
+Each harness/mutants/NAME.diff is a bug planted in arch/x86/kvm/ of
+the series; its "# kills:" line names the test that must catch it (a
+selftest, or a harness tool such as tsc_clock_steps) and, for
+tsc_state_test, the cases that may be the first to fail.  For
 each one (default: all), this applies the diff to a git worktree of
 $TREE_DIR at HEAD ($MUTANT_DIR/linux), builds that kernel in
 $MUTANT_DIR/kbuild with the test kernel's .config, boots it with
-tsc_msrs_test and tsc_state_test -c, and counts the mutant as caught
-when the named test fails (at one of the named cases).  The selftests
+tsc_msrs_test, tsc_offset_test, tsc_state_test and tsc_clock_steps, and
+counts the mutant as caught when the named test fails (at one of the named cases).  The selftests
 and the work tree are not touched.  Needs a built series (make check or
 make check-tree first).  Prints one line per mutant, then
 "N passed, N failed".
 USAGE
-}
-
-# cases_of SOURCE: the case names of tsc_state_test, in run order.
-cases_of() {
-	sed -n 's/^\t{ "\([a-z0-9_]*\)", test_.*/\1/p' "$1"
 }
 
 prepare_worktree() {
@@ -46,18 +43,18 @@ prepare_worktree() {
 	cp "$KBUILD_DIR/.config" "$MUTANT_DIR/kbuild/.config"
 }
 
-# first_failure KTAP SOURCE: the first case of the set's tsc_state_test
-# that did not report ok, or "none".
+# first_failure KTAP: the first case of the set's tsc_state_test that
+# reported "not ok", in the order the test ran them, or "no-case" when the
+# test failed without a failing case (a crash, a timeout).
 first_failure() {
-	local ktap=$1 src=$2 name lines
-	# Read once: "tr | grep -q" under pipefail fails when grep -q exits
-	# before tr has written a log larger than a pipe buffer (SIGPIPE).
-	lines=$(tr -d '\r' <"$ktap")
-	while read -r name; do
-		grep -qE "^# ok [0-9]+ (# SKIP )?$name( |\$)" <<<"$lines" ||
-			{ echo "$name"; return; }
-	done < <(cases_of "$src")
-	echo none
+	local name
+	name=$(tr -d '\r' <"$1" | awk '
+		/^# selftests: kvm: x86(_64)?\/tsc_state_test$/ { in_test = 1; next }
+		in_test && /^(not )?ok / { exit }
+		in_test && /^# not ok [0-9]+ / {
+			sub(/^# not ok [0-9]+ [a-z0-9_]+\./, ""); sub(/ .*/, ""); print; exit
+		}')
+	echo "${name:-no-case}"
 }
 
 run_mutant() {
@@ -75,12 +72,10 @@ run_mutant() {
 		"$HARNESS_DIR/boot.sh" "$set" "$name" >"$MUTANT_DIR/$name.out" 2>&1 || true
 	ktap=$MUTANT_DIR/logs/$name.ktap.log
 	git -C "$wt" reset -q --hard
-	if grep -qE "^not ok [0-9]+ selftests: kvm: x86/$test( |\$)" "$ktap"; then
+	if grep -qE "^not ok [0-9]+ selftests: kvm: (x86/)?$test( |\$)" "$ktap"; then
 		failed=$test
 		if [ "$test" = tsc_state_test ]; then
-			local src=$wt/tools/testing/selftests/kvm/x86/tsc_state_test.c
-			[ -f "$src" ] || src=$wt/tools/testing/selftests/kvm/x86_64/tsc_state_test.c
-			failed=$(first_failure "$ktap" "$src")
+			failed=$(first_failure "$ktap")
 		fi
 	fi
 	if [ "$failed" != none ] && { [ -z "$cases" ] || [[ " $cases " == *" $failed "* ]]; }; then
