@@ -59,6 +59,14 @@ build_helpers() {
 	local out=$BUILD_DIR/guest
 	mkdir -p "$out"
 	build_static "$GUEST_DIR/kvm_tsc_khz.c" "$out/kvm_tsc_khz"
+	# The series' own programs need its uAPI.  An unpatched base (make
+	# baseline) has none: build none of them, and leave no stale copy of a
+	# patched build's to be packed.
+	if ! grep -q KVM_CAP_PRECISE_TSC "$KBUILD_DIR/usr/include/linux/kvm.h"; then
+		log "no KVM_CAP_PRECISE_TSC in $KBUILD_DIR/usr/include/linux/kvm.h (an unpatched base): the series' guest programs are not built"
+		rm -f "$out/tsc_migrate" "$out/tsc_state_fuzz" "$out/tsc_clock_steps" "$out/tsc_migrate_check.sh"
+		return 0
+	fi
 	build_static "$TOP_DIR/demo/tsc_migrate.c" "$out/tsc_migrate"
 	build_static "$GUEST_DIR/tsc_state_fuzz.c" "$out/tsc_state_fuzz"
 	build_static "$GUEST_DIR/tsc_clock_steps.c" "$out/tsc_clock_steps"
@@ -72,7 +80,8 @@ stage_initramfs() {
 	mkdir -p "$dir"/{bin,dev,proc,sys,tmp,lib/modules,tests}
 	cp "$BUSYBOX" "$dir/bin/busybox"
 	ln -s busybox "$dir/bin/sh"
-	cp "$BUILD_DIR/guest/kvm_tsc_khz" "$BUILD_DIR/guest/tsc_migrate" "$dir/bin/"
+	cp "$BUILD_DIR/guest/kvm_tsc_khz" "$dir/bin/"
+	[ ! -x "$BUILD_DIR/guest/tsc_migrate" ] || cp "$BUILD_DIR/guest/tsc_migrate" "$dir/bin/"
 	install -m 0755 "$GUEST_DIR/init" "$dir/init"
 	make -s -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 INSTALL_MOD_PATH="$dir" \
 		INSTALL_MOD_STRIP=1 modules_install >/dev/null ||

@@ -80,10 +80,19 @@ build_and_boot() {
 	"$HARNESS_DIR/selftests.sh"
 	write_set "$BUILD_DIR/regress.list"
 	local status=0
+	# No earlier run's results may stand in for this one's.
+	rm -f "$LOG_DIR/$RUN_NAME.results.txt" "$LOG_DIR/$RUN_NAME.ktap.log"
 	QEMU_TIMEOUT=$REGRESS_QEMU_TIMEOUT TEST_TIMEOUT=$REGRESS_TIMEOUT \
 		"$HARNESS_DIR/boot.sh" "$BUILD_DIR/regress.list" "$RUN_NAME" || status=$?
-	# Environment errors make the comparison meaningless.
-	[ "$status" -ne "$EXIT_ENV" ] || die "$EXIT_ENV" "environment error; see $LOG_DIR/$RUN_NAME.summary.txt"
+	# Failing tests are what is compared; anything else (an environment
+	# error, a set that could not be packed) makes the comparison meaningless.
+	case "$status" in
+	0|"$EXIT_TESTS") ;;
+	"$EXIT_ENV") die "$EXIT_ENV" "environment error; see $LOG_DIR/$RUN_NAME.summary.txt" ;;
+	*) die "$status" "the boot did not run the tests (status $status); nothing compared or recorded" ;;
+	esac
+	[ -s "$LOG_DIR/$RUN_NAME.results.txt" ] ||
+		die "$EXIT_ENV" "no results in $LOG_DIR/$RUN_NAME.results.txt; nothing compared or recorded"
 }
 
 test_seconds() {
