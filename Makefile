@@ -8,7 +8,7 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export rebase newer-base \
-	kernel selftests test-parser test-fetch gates test-gates mutants loop clean qemu e2e e2e-loop demo-vmm
+	kernel selftests test-parser test-fetch gates test-gates mutants loop fuzz-loop clean qemu e2e e2e-loop demo-vmm
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply both series, build kernel,"
@@ -22,6 +22,7 @@ help:
 	@echo "make check-tree  like check, but test the work tree as it is (no git am, no gates)"
 	@echo "make mutants     plant each bug of harness/mutants/ and check the selftests catch it"
 	@echo "make loop        run the TSC selftests LOOP_COUNT (50) times in one boot: flake counts"
+	@echo "make fuzz-loop   the fuzzer's concurrency cases FUZZ_COUNT (300) times on the debug kernel: hangs"
 	@echo "make gates       the series' quality gates (apply, bisect, checkpatch, sparse, ...)"
 	@echo "make test-gates  check that each gate fails on a deliberately broken input"
 	@echo "make tree        apply patches/linux and patches/qemu to their bases in $(BUILD_DIR)/{linux,qemu}"
@@ -53,6 +54,9 @@ mutants:
 
 loop:
 	$(H)/loop.sh
+
+fuzz-loop:
+	$(H)/fuzzloop.sh
 
 demo:
 	$(H)/e2e.sh demo

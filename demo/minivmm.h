@@ -153,16 +153,23 @@ static inline struct kvm_cpuid2 *supported_cpuid(void)
 #define VM_DISABLE_TSC_QUIRK	(1 << 0)	/* disable KVM_X86_QUIRK_TSC_HOST_ACCESS */
 #define VM_IRQCHIP		(1 << 1)	/* in-kernel LAPIC, so HLT halts in KVM */
 #define VM_NO_TSC_ADJUST	(1 << 2)	/* guest CPUID without TSC_ADJUST */
+#define VM_TSC_DEADLINE		(1 << 3)	/* with VM_IRQCHIP: the TSC-deadline timer in CPUID */
 
-/* CPUID.(EAX=7,ECX=0):EBX[1], TSC_ADJUST: the entry, or NULL. */
-static inline struct kvm_cpuid_entry2 *cpuid_leaf7(struct kvm_cpuid2 *c)
+/* CPUID leaf @function, subleaf 0: the entry, or NULL. */
+static inline struct kvm_cpuid_entry2 *cpuid_leaf(struct kvm_cpuid2 *c, uint32_t function)
 {
 	unsigned int i;
 
 	for (i = 0; i < c->nent; i++)
-		if (c->entries[i].function == 7 && c->entries[i].index == 0)
+		if (c->entries[i].function == function && c->entries[i].index == 0)
 			return &c->entries[i];
 	return NULL;
+}
+
+/* CPUID.(EAX=7,ECX=0):EBX[1], TSC_ADJUST: the entry, or NULL. */
+static inline struct kvm_cpuid_entry2 *cpuid_leaf7(struct kvm_cpuid2 *c)
+{
+	return cpuid_leaf(c, 7);
 }
 
 /* Whether the vCPUs of a VM made with @flags have TSC_ADJUST in CPUID. */
@@ -185,6 +192,12 @@ static inline void create_vm(struct vm *vm, int nr_vcpus, unsigned int flags)
 
 	if ((flags & VM_NO_TSC_ADJUST) && leaf7)
 		leaf7->ebx &= ~(1u << 1);
+	/*
+	 * KVM_GET_SUPPORTED_CPUID leaves CPUID.1:ECX[24] clear: the in-kernel
+	 * LAPIC emulates the TSC-deadline timer (KVM_CAP_TSC_DEADLINE_TIMER).
+	 */
+	if ((flags & VM_TSC_DEADLINE) && cpuid_leaf(cpuid, 1))
+		cpuid_leaf(cpuid, 1)->ecx |= 1u << 24;
 	memset(vm, 0, sizeof(*vm));
 	vm->nr_vcpus = nr_vcpus;
 	vm->fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
@@ -208,8 +221,15 @@ static inline void create_vm(struct vm *vm, int nr_vcpus, unsigned int flags)
 	region.memory_size = MEM_SIZE;
 	region.userspace_addr = (uintptr_t)vm->mem;
 	xioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &region, "KVM_SET_USER_MEMORY_REGION");
-	for (i = 0; i < nr_vcpus; i++)
+	for (i = 0; i < nr_vcpus; i++) {
 		setup_vcpu(vm, i, cpuid);
+		/* With the in-kernel LAPIC, KVM parks the APs until a SIPI. */
+		if ((flags & VM_IRQCHIP) && i) {
+			struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+
+			xioctl(vm->vcpu_fd[i], KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");
+		}
+	}
 	free(cpuid);
 }
 

@@ -154,7 +154,7 @@ boot_qemu() {
 	local cpio=$1 console=$2 ktap=$3
 	local append="console=ttyS0 panic=-1 oops=panic tsc=reliable loglevel=6"
 	append+=" harness.timeout=$TEST_TIMEOUT $KERNEL_ARGS"
-	rm -f "$console" "$ktap" "$ktap.done"
+	rm -f "$console" "$console.qemu" "$ktap" "$ktap.done"
 	follow_results "$ktap" "$ktap.done" &
 	local follower=$!
 	set +e
@@ -163,7 +163,8 @@ boot_qemu() {
 		-nodefaults -nographic -no-reboot -monitor none \
 		-kernel "$KBUILD_DIR/arch/x86/boot/bzImage" -initrd "$cpio" \
 		-append "$append" \
-		-serial "file:$console" -serial "file:$ktap" </dev/null
+		-serial "file:$console" -serial "file:$ktap" \
+		-d cpu_reset,guest_errors -D "$console.qemu" </dev/null
 	local status=$?
 	touch "$ktap.done"
 	wait "$follower"
@@ -196,6 +197,13 @@ main() {
 		timeout_flag=(--qemu-timeout)
 	elif [ "$qemu_status" -ne 0 ]; then
 		log "QEMU exited with status $qemu_status"
+	fi
+	# -no-reboot: a test VM that resets (a triple fault prints nothing in
+	# it) ends QEMU with status 0.  QEMU's -d cpu_reset log says "Triple
+	# fault" and has the CPU state; CPU 0 resets twice at power-on.
+	if grep -q 'Triple fault' "$console.qemu" 2>/dev/null ||
+	   [ "$(grep -c '^CPU Reset (CPU 0)' "$console.qemu" 2>/dev/null || true)" -gt 2 ]; then
+		log "the test VM reset itself: $(grep -m1 'Triple fault' "$console.qemu" || echo 'CPU 0 reset'), CPU state in $console.qemu"
 	fi
 	log "logs: $console $ktap"
 	python3 "$HARNESS_DIR/ktap.py" --ktap "$ktap" --console "$console" \

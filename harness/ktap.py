@@ -43,7 +43,7 @@ SPLAT_RE = re.compile(
     r"WARNING: |KASAN|UBSAN|possible circular locking|inconsistent lock state|"
     r"possible recursive locking|suspicious RCU usage|sleeping function called|"
     r"DEBUG_LOCKS_WARN_ON|INFO: task .* blocked|KFENCE: |list_add corruption|"
-    r"list_del corruption|ODEBUG: |lockdep|BUG: "
+    r"list_del corruption|ODEBUG: |lockdep|BUG: |rcu: INFO: .*detected stall"
 )
 
 

@@ -10,7 +10,8 @@ MUTANT_DIR=${MUTANT_DIR:-$BUILD_DIR/mutants}
 MUTANT_TESTS="x86/tsc_msrs_test
 x86/tsc_offset_test
 x86/tsc_state_test
-tsc_clock_steps"
+tsc_clock_steps
+tsc_state_fuzz"
 
 usage() {
 	cat <<USAGE
@@ -18,12 +19,13 @@ usage: $0 [NAME...]
 
 Each harness/mutants/NAME.diff is a bug planted in arch/x86/kvm/ of
 the series; its "# kills:" line names the test that must catch it (a
-selftest, or a harness tool such as tsc_clock_steps) and, for
-tsc_state_test, the cases that may be the first to fail.  For
+selftest, or a harness tool such as tsc_clock_steps) and, optionally,
+the cases of it that may be the first to fail.  For
 each one (default: all), this applies the diff to a git worktree of
 $TREE_DIR at HEAD ($MUTANT_DIR/linux), builds that kernel in
 $MUTANT_DIR/kbuild with the test kernel's .config, boots it with
-tsc_msrs_test, tsc_offset_test, tsc_state_test and tsc_clock_steps, and
+tsc_msrs_test, tsc_offset_test, tsc_state_test, tsc_clock_steps and
+tsc_state_fuzz, and
 counts the mutant as caught when the named test fails (at one of the named cases).  The selftests
 and the work tree are not touched.  Needs a built series (make check or
 make check-tree first).  Prints one line per mutant, then
@@ -43,16 +45,17 @@ prepare_worktree() {
 	cp "$KBUILD_DIR/.config" "$MUTANT_DIR/kbuild/.config"
 }
 
-# first_failure KTAP: the first case of the set's tsc_state_test that
-# reported "not ok", in the order the test ran them, or "no-case" when the
-# test failed without a failing case (a crash, a timeout).
+# first_failure KTAP TEST: the first case of the set's TEST that reported
+# "not ok", in the order the test ran them, or "no-case" when the test
+# failed without a failing case (a crash, a timeout).
 first_failure() {
 	local name
-	name=$(tr -d '\r' <"$1" | awk '
-		/^# selftests: kvm: x86(_64)?\/tsc_state_test$/ { in_test = 1; next }
+	name=$(tr -d '\r' <"$1" | awk -v test="$2" '
+		$0 == "# selftests: kvm: " test || $0 == "# selftests: kvm: x86/" test ||
+			$0 == "# selftests: kvm: x86_64/" test { in_test = 1; next }
 		in_test && /^(not )?ok / { exit }
 		in_test && /^# not ok [0-9]+ / {
-			sub(/^# not ok [0-9]+ [a-z0-9_]+\./, ""); sub(/ .*/, ""); print; exit
+			sub(/^# not ok [0-9]+ /, ""); sub(/^[a-z0-9_]+\./, ""); sub(/ .*/, ""); print; exit
 		}')
 	echo "${name:-no-case}"
 }
@@ -74,8 +77,8 @@ run_mutant() {
 	git -C "$wt" reset -q --hard
 	if grep -qE "^not ok [0-9]+ selftests: kvm: (x86/)?$test( |\$)" "$ktap"; then
 		failed=$test
-		if [ "$test" = tsc_state_test ]; then
-			failed=$(first_failure "$ktap")
+		if [ -n "$cases" ]; then
+			failed=$(first_failure "$ktap" "$test")
 		fi
 	fi
 	if [ "$failed" != none ] && { [ -z "$cases" ] || [[ " $cases " == *" $failed "* ]]; }; then

@@ -5,26 +5,33 @@
  * (shared ones, forged ones, ones from the future or older than KVM's 10 s,
  * CLOCK_REALTIME and CLOCK_TAI mixed) on vCPUs in every state, checked
  * against a model of the ioctls' checks; an info-leak check; concurrent
- * GET/SET/MSR/clock ioctls while the vCPUs run; CLOCK_REALTIME steps
- * between calls; and fds closed under a thread that is inside the ioctls.
+ * GET/SET/MSR/clock ioctls while the vCPUs run and write IA32_TSC,
+ * IA32_TSC_ADJUST, the TSC deadline and kvmclock's MSRs themselves; the
+ * master clock race of a guest switching kvmclock MSRs under SETs;
+ * CLOCK_REALTIME steps between calls; and fds closed under a thread that
+ * is inside the ioctls.
  * Every call must return 0 or an errno the model allows; a failed call must
  * change nothing, neither the vCPU (TSC offset, IA32_TSC_ADJUST) nor the
  * caller's struct; a successful one must write back exactly the reference
  * it used and set exactly the offset that reference gives.  The PRNG seed
- * is printed; pass it back with -s to replay a run.  Bounded by iteration
- * counts; a watchdog fails the run if it does not finish (deadlock).
+ * is printed; pass it back with -s to replay a run (-c picks cases).
+ * Bounded by iteration counts; a watchdog (-w seconds) fails the run if it
+ * does not finish, after sysrq-t and, with -t, the last lines of a trace
+ * of KVM's and the hrtimer events.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/timex.h>
 
 #define MINIVMM_NAME "tsc_state_fuzz"
 #include "minivmm.h"
 
-#define WATCHDOG_S	600
+static int watchdog_s = 600;	/* -w */
+static bool trace_kvm;		/* -t */
 
 /* KVM's limits (arch/x86/kvm/x86.c), and the flags each ioctl takes. */
 #define MAX_REF_AGE_S	10
@@ -94,16 +101,21 @@ struct tsc_snapshot {
 	uint64_t adjust;
 };
 
-static uint64_t get_adjust(struct vm *vm, int i)
+static uint64_t get_msr(struct vm *vm, int i, uint32_t index)
 {
 	struct {
 		struct kvm_msrs hdr;
 		struct kvm_msr_entry e;
-	} m = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC_ADJUST };
+	} m = { .hdr.nmsrs = 1, .e.index = index };
 
 	if (ioctl(vm->vcpu_fd[i], KVM_GET_MSRS, &m) != 1)
-		die("KVM_GET_MSRS(TSC_ADJUST): %s", strerror(errno));
+		die("KVM_GET_MSRS(%#x): %s", index, strerror(errno));
 	return m.e.data;
+}
+
+static uint64_t get_adjust(struct vm *vm, int i)
+{
+	return get_msr(vm, i, MSR_IA32_TSC_ADJUST);
 }
 
 static struct tsc_snapshot snapshot(struct vm *vm, int i)
@@ -777,6 +789,51 @@ struct conc {
 static struct conc *volatile conc_threads;
 static volatile int conc_nr;
 
+/*
+ * What the concurrency case's vCPUs run (real mode): x2APIC on, its timer
+ * in TSC-deadline mode (masked: the guest runs with interrupts off), then
+ * in a loop: report the TSC (ports 0x10/0x11, as guest_code), arm a
+ * deadline 2^20 cycles ahead, write IA32_TSC with what it reads, flip bit
+ * 12 of IA32_TSC_ADJUST, and switch kvmclock's MSR from old to new (off:
+ * bit 0 clear).  Every WRMSR is a guest write KVM handles while the other
+ * threads GET, SET and write MSRs from the host.
+ */
+#define WRMSR_CODE_GPA	0x3000
+static const uint8_t wrmsr_code[] = {
+	0x66, 0xb9, 0x1b, 0x00, 0x00, 0x00,	/* mov ecx, IA32_APIC_BASE */
+	0x0f, 0x32,				/* rdmsr */
+	0x66, 0x0d, 0x00, 0x0c, 0x00, 0x00,	/* or eax, EN | EXTD */
+	0x0f, 0x30,				/* wrmsr */
+	0x66, 0xb9, 0x32, 0x08, 0x00, 0x00,	/* mov ecx, x2APIC LVT timer */
+	0x66, 0xb8, 0x40, 0x00, 0x05, 0x00,	/* mov eax, TSC-deadline | masked | 0x40 */
+	0x66, 0x31, 0xd2,			/* xor edx, edx */
+	0x0f, 0x30,				/* wrmsr */
+	/* loop: */
+	0x0f, 0x31,				/* rdtsc */
+	0x66, 0xe7, PORT_TSC_LO,		/* out PORT_TSC_LO, eax */
+	0x66, 0x89, 0xd0,			/* mov eax, edx */
+	0x66, 0xe7, PORT_TSC_HI,		/* out PORT_TSC_HI, eax */
+	0x0f, 0x31,				/* rdtsc */
+	0x66, 0x05, 0x00, 0x00, 0x10, 0x00,	/* add eax, 1 << 20 */
+	0x66, 0x83, 0xd2, 0x00,			/* adc edx, 0 */
+	0x66, 0xb9, 0xe0, 0x06, 0x00, 0x00,	/* mov ecx, IA32_TSC_DEADLINE */
+	0x0f, 0x30,				/* wrmsr */
+	0x0f, 0x31,				/* rdtsc */
+	0x66, 0xb9, 0x10, 0x00, 0x00, 0x00,	/* mov ecx, IA32_TSC */
+	0x0f, 0x30,				/* wrmsr */
+	0x66, 0xb9, 0x3b, 0x00, 0x00, 0x00,	/* mov ecx, IA32_TSC_ADJUST */
+	0x0f, 0x32,				/* rdmsr */
+	0x66, 0x35, 0x00, 0x10, 0x00, 0x00,	/* xor eax, 1 << 12 */
+	0x0f, 0x30,				/* wrmsr */
+	0x66, 0x31, 0xc0,			/* xor eax, eax */
+	0x66, 0x31, 0xd2,			/* xor edx, edx */
+	0x66, 0xb9, 0x12, 0x00, 0x00, 0x00,	/* mov ecx, MSR_KVM_SYSTEM_TIME */
+	0x0f, 0x30,				/* wrmsr */
+	0x66, 0xb9, 0x01, 0x4d, 0x56, 0x4b,	/* mov ecx, MSR_KVM_SYSTEM_TIME_NEW */
+	0x0f, 0x30,				/* wrmsr */
+	0xeb, 0xaf,				/* jmp loop */
+};
+
 static void *vcpu_runner(void *p)
 {
 	struct conc *c = p;
@@ -883,9 +940,20 @@ static void concurrency(void)
 	char why[160] = "";
 	struct vm vm;
 	uint64_t start = now_ns(CLOCK_MONOTONIC);
+	bool guest_wrmsr;
 
 	running = "concurrency";
-	create_vm(&vm, RUNNERS, VM_DISABLE_TSC_QUIRK);
+	/* The guest's WRMSRs need TSC_ADJUST in CPUID (else a #GP, fatal in real mode). */
+	guest_wrmsr = vm_has_tsc_adjust(0);
+	create_vm(&vm, RUNNERS, VM_DISABLE_TSC_QUIRK |
+		  (guest_wrmsr ? VM_IRQCHIP | VM_TSC_DEADLINE : 0));
+	if (guest_wrmsr) {
+		struct kvm_regs regs = { .rip = WRMSR_CODE_GPA, .rflags = 2 };
+
+		memcpy((char *)vm.mem + WRMSR_CODE_GPA, wrmsr_code, sizeof(wrmsr_code));
+		for (i = 0; i < RUNNERS; i++)
+			xioctl(vm.vcpu_fd[i], KVM_SET_REGS, &regs, "KVM_SET_REGS");
+	}
 	conc_threads = c;
 	for (i = 0; i < RUNNERS; i++, n++) {
 		c[n] = (struct conc) { .vm = &vm, .name = "vCPU runner", .id = i, .iters = it };
@@ -918,6 +986,14 @@ static void concurrency(void)
 		struct tsc_snapshot before = snapshot(&vm, i), after;
 		struct kvm_tsc_state st = { 0 };
 
+		/* The guest's prologue put its LAPIC in x2APIC mode. */
+		if (guest_wrmsr && (get_msr(&vm, i, 0x1b) & 0xc00) != 0xc00) {
+			snprintf(why, sizeof(why), "vCPU %d: IA32_APIC_BASE %#" PRIx64 ": the guest's WRMSRs did not run",
+				 i, get_msr(&vm, i, 0x1b));
+			bad++;
+			break;
+		}
+
 		xioctl(vm.vcpu_fd[i], KVM_GET_TSC_STATE, &st, "KVM_GET_TSC_STATE");
 		xioctl(vm.vcpu_fd[i], KVM_SET_TSC_STATE, &st, "KVM_SET_TSC_STATE");
 		after = snapshot(&vm, i);
@@ -928,9 +1004,183 @@ static void concurrency(void)
 		}
 	}
 	conc_nr = 0;
-	printf("# concurrency: %d vCPU runners x %d runs, %d GET/SET threads x %d, 1 MSR thread x %d, 1 clock thread x %d: %.1f s\n",
-	       RUNNERS, it, HAMMERS, it, it, it / 4, (now_ns(CLOCK_MONOTONIC) - start) / 1e9);
+	printf("# concurrency: %d vCPU runners x %d runs%s, %d GET/SET threads x %d, 1 MSR thread x %d, 1 clock thread x %d: %.1f s\n",
+	       RUNNERS, it, guest_wrmsr ? " (guest WRMSR to TSC, TSC_ADJUST, TSC deadline, kvmclock)" :
+	       " (no TSC_ADJUST in CPUID: reads only)", HAMMERS, it, it, it / 4,
+	       (now_ns(CLOCK_MONOTONIC) - start) / 1e9);
 	report(!bad, "concurrency", "%s", why);
+	destroy_vm(&vm);
+}
+
+/*
+ * Review M1's race.  vCPU 0's guest switches kvmclock between its old and
+ * new MSR, which turns the master clock off and on (KVM keeps no master
+ * clock for a boot vCPU on the old MSR): the WRMSR sets
+ * boot_vcpu_runs_old_kvmclock and requests a master clock update on vCPU 0,
+ * not waiting for anyone.  Meanwhile another thread SETs vCPU 1's state
+ * with kvmclock, over and over at one reference (so that its offset and
+ * kvmclock never change), and each SET updates the master clock itself.
+ * Once the guest has reported a switch (KVM handled the WRMSR and entered
+ * the guest again), KVM_GET_CLOCK must say what the MSR implies: a SET that
+ * consumed vCPU 0's request after it read the old flag (v2 cleared every
+ * vCPU's KVM_REQ_MASTERCLOCK_UPDATE) leaves the master clock on for an
+ * old-MSR guest, or off for a new-MSR one.
+ */
+#define PORT_OLD_MSR	0x30
+#define PORT_NEW_MSR	0x31
+#define RACE_CODE_GPA	0x2000
+#define MSR_KVM_SYSTEM_TIME	0x12
+#define MSR_KVM_SYSTEM_TIME_NEW	0x4b564d01
+
+/*
+ * Real mode: mov ecx, MSR_KVM_SYSTEM_TIME; xor eax, eax; xor edx, edx;
+ * wrmsr; out PORT_OLD_MSR, al; mov ecx, MSR_KVM_SYSTEM_TIME_NEW; wrmsr;
+ * out PORT_NEW_MSR, al; jmp back.  kvmclock stays disabled (bit 0 clear).
+ */
+static const uint8_t msr_switch_code[] = {
+	0x66, 0xb9, 0x12, 0x00, 0x00, 0x00,
+	0x66, 0x31, 0xc0,
+	0x66, 0x31, 0xd2,
+	0x0f, 0x30,
+	0xe6, PORT_OLD_MSR,
+	0x66, 0xb9, 0x01, 0x4d, 0x56, 0x4b,
+	0x0f, 0x30,
+	0xe6, PORT_NEW_MSR,
+	0xeb, 0xe4,
+};
+
+struct race {
+	struct vm *vm;
+	volatile bool stop;
+	int sets, gets;
+	char why[128];
+};
+
+static void *kvmclock_setter(void *p)
+{
+	struct race *r = p;
+	struct kvm_tsc_state st = { 0 };
+	uint64_t got = 0, s = rng_state ^ 0xc10c4;
+
+	while (!r->stop && !r->why[0]) {
+		uint64_t quiet;
+
+		/* A new reference every second: KVM refuses one older than 10 s. */
+		if (!got || now_ns(CLOCK_MONOTONIC) - got > 1000000000ull) {
+			memset(&st, 0, sizeof(st));
+			if (ioctl(r->vm->vcpu_fd[1], KVM_GET_TSC_STATE, &st)) {
+				snprintf(r->why, sizeof(r->why), "GET: %s", strerror(errno));
+				break;
+			}
+			if (!(st.flags & KVM_TSC_STATE_KVMCLOCK_VALID)) {
+				snprintf(r->why, sizeof(r->why), "GET: no kvmclock (flags %#x)", st.flags);
+				break;
+			}
+			st.flags |= KVM_TSC_STATE_REFERENCE_VALID;
+			got = now_ns(CLOCK_MONOTONIC);
+			r->gets++;
+		}
+		if (ioctl(r->vm->vcpu_fd[1], KVM_SET_TSC_STATE, &st)) {
+			snprintf(r->why, sizeof(r->why), "SET: %s", strerror(errno));
+			break;
+		}
+		r->sets++;
+		/*
+		 * Then quiet for up to 300 us: each SET updates the master clock
+		 * itself and so repairs what an earlier one got wrong.  A wrong
+		 * state shows only when vCPU 0 reports its switch before the
+		 * next SET.
+		 */
+		quiet = now_ns(CLOCK_MONOTONIC) + rnd(&s) % 300000;
+		while (now_ns(CLOCK_MONOTONIC) < quiet && !r->stop)
+			;
+	}
+	return NULL;
+}
+
+static bool master_clock_on(struct vm *vm)
+{
+	struct kvm_clock_data d = { 0 };
+
+	xioctl(vm->fd, KVM_GET_CLOCK, &d, "KVM_GET_CLOCK");
+	return d.flags & KVM_CLOCK_TSC_STABLE;
+}
+
+/* Whether the host's clocksource is the TSC (the master clock needs it). */
+static bool host_clocksource_tsc(void)
+{
+	char buf[32] = "";
+	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	return !strncmp(buf, "tsc", 3) && (buf[3] == '\n' || !buf[3]);
+}
+
+static void kvmclock_race(void)
+{
+	struct kvm_regs regs = { .rip = RACE_CODE_GPA, .rflags = 2 };
+	int i, n = iterations * 5, wrong_on = 0, wrong_off = 0, first = 0;
+	uint64_t start = now_ns(CLOCK_MONOTONIC);
+	struct race r = { 0 };
+	char why[200] = "";
+	pthread_t t;
+	struct vm vm;
+
+	running = "kvmclock_race";
+	create_vm(&vm, 2, 0);
+	r.vm = &vm;
+	/* The master clock is computed at a vCPU's first KVM_RUN. */
+	guest_read_tsc(&vm, 1);
+	if (!master_clock_on(&vm) || !host_clocksource_tsc()) {
+		case_num++;
+		printf("ok %d kvmclock_race # SKIP no master clock to start with (host clocksource not the TSC?)\n",
+		       case_num);
+		destroy_vm(&vm);
+		return;
+	}
+	memcpy((char *)vm.mem + RACE_CODE_GPA, msr_switch_code, sizeof(msr_switch_code));
+	xioctl(vm.vcpu_fd[0], KVM_SET_REGS, &regs, "KVM_SET_REGS");
+	pthread_create(&t, NULL, kvmclock_setter, &r);
+	for (i = 0; i < n && !r.why[0]; i++) {
+		struct kvm_run *run = vm.run[0];
+		bool on;
+
+		xioctl(vm.vcpu_fd[0], KVM_RUN, NULL, "KVM_RUN");
+		if (run->exit_reason != KVM_EXIT_IO ||
+		    (run->io.port != PORT_OLD_MSR && run->io.port != PORT_NEW_MSR))
+			die("kvmclock_race: vCPU 0: unexpected exit %u (port %#x)", run->exit_reason,
+			    run->io.port);
+		on = master_clock_on(&vm);
+		if (run->io.port == PORT_OLD_MSR && on)
+			wrong_on++;
+		else if (run->io.port == PORT_NEW_MSR && !on)
+			wrong_off++;
+		else
+			continue;
+		if (!first)
+			first = i + 1;
+	}
+	r.stop = true;
+	pthread_join(t, NULL);
+	printf("# kvmclock race: %d MSR switches by vCPU 0's guest against %d SETs with kvmclock on vCPU 1 (%d references): %.1f s\n",
+	       i, r.sets, r.gets, (now_ns(CLOCK_MONOTONIC) - start) / 1e9);
+	if (r.why[0])
+		snprintf(why, sizeof(why), "vCPU 1: %s", r.why);
+	else if (wrong_on)
+		snprintf(why, sizeof(why), "master clock on after %d of %d switches to the old MSR (first at switch %d)",
+			 wrong_on, (i + 1) / 2, first);
+	/* Off with the new MSR also follows from a host that left the TSC. */
+	else if (wrong_off && host_clocksource_tsc())
+		snprintf(why, sizeof(why), "master clock off after %d of %d switches to the new MSR (first at switch %d)",
+			 wrong_off, i / 2, first);
+	else if (wrong_off)
+		printf("# %d switches to the new MSR left the master clock off, and the host's clocksource is no longer the TSC\n",
+		       wrong_off);
+	report(!why[0], "kvmclock_race", "%s", why);
 	destroy_vm(&vm);
 }
 
@@ -1119,17 +1369,94 @@ static void dump_threads(void)
 	closedir(dir);
 }
 
+#define TRACEFS	"/sys/kernel/tracing"
+#define TRACE_LINES	400
+
+/* Write @val to tracefs file @path; false if it cannot. */
+static bool trace_write(const char *path, const char *val)
+{
+	char full[256];
+	FILE *f;
+	bool ok;
+
+	snprintf(full, sizeof(full), TRACEFS "/%s", path);
+	f = fopen(full, "w");
+	if (!f)
+		return false;
+	ok = fputs(val, f) >= 0;
+	return !fclose(f) && ok;
+}
+
+/*
+ * -t: KVM's tracepoints and the hrtimer events into a small overwriting
+ * ring buffer, for the watchdog to dump if the run hangs.
+ */
+static void start_trace(void)
+{
+	static const char *const events[] = {
+		"events/kvm/enable", "events/timer/hrtimer_start/enable",
+		"events/timer/hrtimer_expire_entry/enable", "events/timer/hrtimer_cancel/enable",
+	};
+	unsigned int i;
+
+	if (access(TRACEFS "/trace", F_OK))
+		mount("tracefs", TRACEFS, "tracefs", 0, NULL);
+	if (!trace_write("tracing_on", "0") || !trace_write("buffer_size_kb", "512") ||
+	    !trace_write("trace", "")) {
+		printf("# -t: no tracefs (a kernel without CONFIG_TRACING?): not tracing\n");
+		return;
+	}
+	for (i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+		if (!trace_write(events[i], "1"))
+			printf("# -t: cannot enable %s\n", events[i]);
+	trace_write("tracing_on", "1");
+	printf("# tracing KVM and hrtimer events into a %s KiB per-CPU ring buffer\n", "512");
+}
+
+/*
+ * On a hang: every task's stack (sysrq-t, on the kernel's console), then
+ * the last TRACE_LINES lines of the trace, which end where the vCPUs are.
+ */
+static void dump_kernel(void)
+{
+	static char lines[TRACE_LINES][256];
+	int fd = open("/proc/sysrq-trigger", O_WRONLY);
+	unsigned int n = 0, i;
+	FILE *f;
+
+	if (fd >= 0) {
+		printf("# watchdog: sysrq-t: every task's stack on the console\n");
+		if (write(fd, "t", 1) != 1)
+			printf("# watchdog: sysrq-t: %s\n", strerror(errno));
+		close(fd);
+	}
+	if (!trace_kvm)
+		return;
+	trace_write("tracing_on", "0");
+	f = fopen(TRACEFS "/trace", "r");
+	if (!f)
+		return;
+	while (fgets(lines[n % TRACE_LINES], sizeof(lines[0]), f))
+		if (lines[n % TRACE_LINES][0] != '#')
+			n++;
+	fclose(f);
+	printf("# watchdog: the trace's last %u lines:\n", n < TRACE_LINES ? n : TRACE_LINES);
+	for (i = n < TRACE_LINES ? 0 : n - TRACE_LINES; i < n; i++)
+		printf("# trace: %s", lines[i % TRACE_LINES]);
+}
+
 static void watchdog(int sig)
 {
 	int i;
 
 	(void)sig;
-	printf("# watchdog: in %s after %d s\n", running, WATCHDOG_S);
+	printf("# watchdog: in %s after %d s\n", running, watchdog_s);
 	dump_threads();
 	for (i = 0; i < conc_nr; i++)
 		printf("# watchdog: %s thread %d: %d of %d iterations done\n", conc_threads[i].name,
 		       conc_threads[i].id, conc_threads[i].done, conc_threads[i].iters);
-	printf("Bail out! watchdog: not finished after %d s (deadlock?)\n", WATCHDOG_S);
+	dump_kernel();
+	printf("Bail out! watchdog: not finished after %d s (deadlock?)\n", watchdog_s);
 	fflush(stdout);
 	_exit(1);
 }
@@ -1150,14 +1477,56 @@ static int set_tai_offset(int offset)
 	return tx.tai;
 }
 
+/* The cases, in the order they run; fuzz is one per vCPU state. */
+static const struct {
+	const char *name;
+	void (*run)(void);
+	int results;
+} cases[] = {
+	{ "fuzz", NULL, NR_STATES },
+	{ "concurrency", concurrency, 1 },
+	{ "kvmclock_race", kvmclock_race, 1 },
+	{ "clock_steps", clock_steps, 1 },
+	{ "lifetime", lifetime, 1 },
+};
+#define NR_CASES (int)(sizeof(cases) / sizeof(cases[0]))
+
+/* Whether @name is in the comma-separated @only (NULL: every case). */
+static bool selected(const char *only, const char *name)
+{
+	size_t len = strlen(name);
+	const char *p = only;
+
+	if (!only)
+		return true;
+	while ((p = strstr(p, name))) {
+		if ((p == only || p[-1] == ',') && (p[len] == ',' || !p[len]))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	struct vm probe;
-	int c, st, old_tai;
+	int c, st, old_tai, planned = 0;
+	const char *only = NULL;
 
 	rng_state = now_ns(CLOCK_REALTIME) | 1;
-	while ((c = getopt(argc, argv, "s:i:")) != -1) {
+	while ((c = getopt(argc, argv, "s:i:c:w:t")) != -1) {
 		switch (c) {
+		case 'c':
+			only = optarg;
+			break;
+		case 'w':
+			watchdog_s = atoi(optarg);
+			if (watchdog_s <= 0)
+				usage_error("-w wants seconds");
+			break;
+		case 't':
+			trace_kvm = true;
+			break;
 		case 's':
 			rng_state = strtoull(optarg, NULL, 0) | 1;
 			break;
@@ -1167,12 +1536,13 @@ int main(int argc, char **argv)
 				usage_error("-i wants at least 40 iterations");
 			break;
 		default:
-			usage_error("usage: tsc_state_fuzz [-s SEED] [-i ITERATIONS]");
+			usage_error("usage: tsc_state_fuzz [-s SEED] [-i ITERATIONS] [-c CASE,...] [-w WATCHDOG_S] [-t]\n"
+				    "  CASE: fuzz concurrency kvmclock_race clock_steps lifetime (default: all)");
 		}
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGALRM, watchdog);
-	alarm(WATCHDOG_S);
+	alarm(watchdog_s);
 
 	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm_fd < 0)
@@ -1196,9 +1566,16 @@ int main(int argc, char **argv)
 	destroy_vm(&probe);
 	host_khz = tsc_khz;
 
-	printf("1..%d\n", NR_STATES + 3);
-	printf("# seed %#" PRIx64 " (replay: tsc_state_fuzz -s %#" PRIx64 " -i %d), %d iterations\n",
-	       rng_state, rng_state, iterations, iterations);
+	for (c = 0; c < NR_CASES; c++)
+		if (selected(only, cases[c].name))
+			planned += cases[c].results;
+	if (!planned)
+		usage_error("-c %s: no such case", only);
+	printf("1..%d\n", planned);
+	printf("# seed %#" PRIx64 " (replay: tsc_state_fuzz -s %#" PRIx64 " -i %d%s%s), %d iterations\n",
+	       rng_state, rng_state, iterations, only ? " -c " : "", only ? only : "", iterations);
+	if (trace_kvm)
+		start_trace();
 	c = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRECISE_TSC);
 	if (c != ALL_FLAGS)
 		printf("# KVM_CHECK_EXTENSION(KVM_CAP_PRECISE_TSC) = %#x, the model knows %#x\n",
@@ -1208,11 +1585,17 @@ int main(int argc, char **argv)
 		printf("# CLOCK_TAI offset left as is (not root): TAI/REALTIME mix-ups may not show\n");
 	else
 		printf("# CLOCK_TAI = CLOCK_REALTIME + %d s for the run (was + %d s)\n", TAI_OFFSET_S, old_tai);
-	for (st = 0; st < NR_STATES; st++)
-		fuzz(st);
-	concurrency();
-	clock_steps();
-	lifetime();
+	for (c = 0; c < NR_CASES; c++) {
+		if (!selected(only, cases[c].name))
+			continue;
+		if (cases[c].run)
+			cases[c].run();
+		else
+			for (st = 0; st < NR_STATES; st++)
+				fuzz(st);
+	}
+	if (trace_kvm)
+		trace_write("tracing_on", "0");
 	if (old_tai >= 0)
 		set_tai_offset(old_tai);
 	return failures ? 1 : 0;
