@@ -204,12 +204,16 @@ static inline void create_vm(struct vm *vm, int nr_vcpus, unsigned int flags)
 	if (vm->fd < 0)
 		die("KVM_CREATE_VM: %s", strerror(errno));
 	if (flags & VM_DISABLE_TSC_QUIRK) {
+#ifdef KVM_X86_QUIRK_TSC_HOST_ACCESS
 		struct kvm_enable_cap cap = {
 			.cap = KVM_CAP_DISABLE_QUIRKS2,
 			.args[0] = KVM_X86_QUIRK_TSC_HOST_ACCESS,
 		};
 
 		xioctl(vm->fd, KVM_ENABLE_CAP, &cap, "disable KVM_X86_QUIRK_TSC_HOST_ACCESS");
+#else
+		die("built without KVM_X86_QUIRK_TSC_HOST_ACCESS");
+#endif
 	}
 	if (flags & VM_IRQCHIP)
 		xioctl(vm->fd, KVM_CREATE_IRQCHIP, NULL, "KVM_CREATE_IRQCHIP");

@@ -41,17 +41,21 @@ GUEST_DIR=$HARNESS_DIR/guest
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 # build_static SRC OUT: a static binary against the work tree's headers
-# and demo/minivmm.h.
+# and demo/minivmm.h.  Rebuilt when the sources are newer or the uAPI
+# headers differ from the ones it was built with (OUT.uapi: the base's and
+# the series' kernels share BUILD_DIR/guest).
 build_static() {
-	local src=$1 out=$2 dep stale=0
-	[ -x "$out" ] || stale=1
-	for dep in "$src" "$TOP_DIR/demo/minivmm.h" "$KBUILD_DIR/usr/include/linux/kvm.h"; do
+	local src=$1 out=$2 dep stale=0 uapi
+	uapi=$(cat "$KBUILD_DIR/usr/include/linux/kvm.h" "$KBUILD_DIR/usr/include/asm/kvm.h" | sha256sum)
+	[ -x "$out" ] && [ "$(cat "$out.uapi" 2>/dev/null)" = "$uapi" ] || stale=1
+	for dep in "$src" "$TOP_DIR/demo/minivmm.h"; do
 		[ "$dep" -nt "$out" ] && stale=1
 	done
 	[ "$stale" = 1 ] || return 0
 	run gcc -static -O2 -Wall -Wextra -Werror -pthread -I "$TOP_DIR/demo" \
 		-isystem "$KBUILD_DIR/usr/include" -o "$out" "$src" ||
 		die "$EXIT_SELFTESTS" "building $src failed"
+	echo "$uapi" >"$out.uapi"
 }
 
 # Guest-side programs: the harness's helper, the demo VMM and its check.
@@ -59,16 +63,17 @@ build_helpers() {
 	local out=$BUILD_DIR/guest
 	mkdir -p "$out"
 	build_static "$GUEST_DIR/kvm_tsc_khz.c" "$out/kvm_tsc_khz"
-	# The series' own programs need its uAPI.  An unpatched base (make
+	# Also on the unpatched base, where only its -b comparison runs.
+	build_static "$GUEST_DIR/tsc_state_fuzz.c" "$out/tsc_state_fuzz"
+	# The series' other programs need its uAPI.  An unpatched base (make
 	# baseline) has none: build none of them, and leave no stale copy of a
 	# patched build's to be packed.
 	if ! grep -q KVM_CAP_PRECISE_TSC "$KBUILD_DIR/usr/include/linux/kvm.h"; then
-		log "no KVM_CAP_PRECISE_TSC in $KBUILD_DIR/usr/include/linux/kvm.h (an unpatched base): the series' guest programs are not built"
-		rm -f "$out/tsc_migrate" "$out/tsc_state_fuzz" "$out/tsc_clock_steps" "$out/tsc_migrate_check.sh"
+		log "no KVM_CAP_PRECISE_TSC in $KBUILD_DIR/usr/include/linux/kvm.h (an unpatched base): the series' other guest programs are not built"
+		rm -f "$out/tsc_migrate" "$out/tsc_clock_steps" "$out/tsc_migrate_check.sh"
 		return 0
 	fi
 	build_static "$TOP_DIR/demo/tsc_migrate.c" "$out/tsc_migrate"
-	build_static "$GUEST_DIR/tsc_state_fuzz.c" "$out/tsc_state_fuzz"
 	build_static "$GUEST_DIR/tsc_clock_steps.c" "$out/tsc_clock_steps"
 	install -m 0755 "$GUEST_DIR/tsc_migrate_check.sh" "$out/tsc_migrate_check.sh"
 }

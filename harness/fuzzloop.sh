@@ -17,7 +17,11 @@ usage: $0
 Builds the debug kernel as make check-debug does (BUILD_DIR/kbuild-debug;
 NO_BUILD=1 boots the one there), boots it once and runs
 "tsc_state_fuzz -c FUZZ_CASES -t -w FUZZ_WATCHDOG" FUZZ_COUNT ($FUZZ_COUNT)
-times, each with a fresh seed.  FUZZ_CASES ($FUZZ_CASES) is a -c list of
+times, each with a fresh seed.  FUZZ_BASE=1 does the same on the
+unpatched base (its own tree and debug kernel, BUILD_DIR/linux-base and
+BUILD_DIR/kbuild-debug-base) with tsc_state_fuzz -b: the same
+concurrency with KVM_VCPU_TSC_OFFSET and KVM_SET_CLOCK in place of the
+series' ioctls.  FUZZ_CASES ($FUZZ_CASES) is a -c list of
 tsc_state_fuzz; FUZZ_WATCHDOG ($FUZZ_WATCHDOG) is the seconds after which
 a run counts as hung: it then dumps every task's stack (sysrq-t), its
 threads' wait channels and the last lines of a trace of KVM's and the
@@ -29,31 +33,45 @@ USAGE
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local set status=0 fragments i out
-	export KBUILD_DIR=$BUILD_DIR/kbuild-debug
-	export SELFTEST_DIR=$BUILD_DIR/selftests-debug
-	if [ -z "${NO_BUILD:-}" ]; then
-		mapfile -t fragments < <(kvm_test_fragments)
-		build_series "${fragments[@]}" "$HARNESS_DIR/config/debug.config"
+	local set status=0 fragments i out args="" empty name=fuzz-loop${FUZZ_BASE:+-base}
+	mapfile -t fragments < <(kvm_test_fragments)
+	fragments+=("$HARNESS_DIR/config/debug.config")
+	if [ -n "${FUZZ_BASE:-}" ]; then
+		export TREE_DIR=$BUILD_DIR/linux-base
+		export KBUILD_DIR=$BUILD_DIR/kbuild-debug-base
+		export SELFTEST_DIR=$BUILD_DIR/selftests-debug-base
+		args=" -b"
+		if [ -z "${NO_BUILD:-}" ]; then
+			"$HARNESS_DIR/deps.sh"
+			empty=$(mktemp -d)
+			: >"$empty/series"
+			PATCH_DIR=$empty "$HARNESS_DIR/tree.sh" apply
+			rm -rf "$empty"
+			"$HARNESS_DIR/kernel.sh" "${fragments[@]}"
+		fi
+	else
+		export KBUILD_DIR=$BUILD_DIR/kbuild-debug
+		export SELFTEST_DIR=$BUILD_DIR/selftests-debug
+		[ -n "${NO_BUILD:-}" ] || build_series "${fragments[@]}"
 	fi
 	ensure_dirs
-	set=$LOG_DIR/fuzz-loop.list
+	set=$LOG_DIR/$name.list
 	: >"$set"
 	for i in $(seq "$FUZZ_COUNT"); do
-		echo "tsc_state_fuzz $((FUZZ_WATCHDOG + 60)) -c $FUZZ_CASES -t -w $FUZZ_WATCHDOG" >>"$set"
+		echo "tsc_state_fuzz $((FUZZ_WATCHDOG + 60)) -c $FUZZ_CASES -t -w $FUZZ_WATCHDOG$args" >>"$set"
 	done
-	out=$LOG_DIR/fuzz-loop.out
+	out=$LOG_DIR/$name.out
 	QEMU_TIMEOUT=${QEMU_TIMEOUT:-$((FUZZ_COUNT * 60 + 600))} KTAP_FLAGS=--splats \
-		"$HARNESS_DIR/boot.sh" "$set" fuzz-loop >"$out" || status=$?
+		"$HARNESS_DIR/boot.sh" "$set" "$name" >"$out" || status=$?
 	# The results port's lines end in CR LF.
-	tr -d '\r' <"$LOG_DIR/fuzz-loop.ktap.log" | awk -v count="$FUZZ_COUNT" '
+	tr -d '\r' <"$LOG_DIR/$name.ktap.log" | awk -v count="$FUZZ_COUNT" -v name="$name" '
 		/^# # seed / { seed = $4 }
 		/^ok [0-9]+ selftests: kvm: tsc_state_fuzz/ { ok++ }
 		/^# Bail out! watchdog/ { hung++; print "hung:   seed " seed }
 		/^not ok [0-9]+ selftests: kvm: tsc_state_fuzz/ { bad++; print "failed: seed " seed " (" $0 ")" }
 		END {
-			printf "fuzz-loop: %d of %d runs passed, %d failed (%d hung), %d did not report\n",
-			       ok, count, bad, hung, count - ok - bad
+			printf "%s: %d of %d runs passed, %d failed (%d hung), %d did not report\n",
+			       name, ok, count, bad, hung, count - ok - bad
 		}'
 	cat "$out"
 	return "$status"
