@@ -237,6 +237,17 @@ static inline void create_vm(struct vm *vm, int nr_vcpus, unsigned int flags)
 	free(cpuid);
 }
 
+/* Open /dev/kvm into kvm_fd and read the kvm_run mapping's size. */
+static inline void open_kvm(void)
+{
+	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm_fd < 0)
+		die("/dev/kvm: %s", strerror(errno));
+	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (run_size <= 0)
+		die("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+}
+
 static inline void destroy_vm(struct vm *vm)
 {
 	int i;

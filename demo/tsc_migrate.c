@@ -771,12 +771,7 @@ int main(int argc, char **argv)
 	parse_options(argc, argv, &o);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm_fd < 0)
-		die("/dev/kvm: %s", strerror(errno));
-	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	if (run_size <= 0)
-		die("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	open_kvm();
 	create_vm(&probe, 1, 0);
 	tsc_khz = ioctl(probe.vcpu_fd[0], KVM_GET_TSC_KHZ, 0);
 	destroy_vm(&probe);

@@ -65,10 +65,7 @@ int main(void)
 	(void)tsc_khz;	/* minivmm's, unused here */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("TAP version 13\n1..1\n");
-	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm_fd < 0)
-		die("/dev/kvm: %s", strerror(errno));
-	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	open_kvm();
 	/* No SA_RESTART: the alarm must end a KVM_RUN that does not return. */
 	sigaction(SIGALRM, &sa, NULL);
 

@@ -1642,10 +1642,7 @@ int main(int argc, char **argv)
 	signal(SIGALRM, watchdog);
 	alarm(watchdog_s);
 
-	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm_fd < 0)
-		die("/dev/kvm: %s", strerror(errno));
-	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	open_kvm();
 	for (c = 0; c < NR_CASES; c++) {
 		if (!selected(only, cases[c].name))
 			continue;
