@@ -260,6 +260,43 @@ static inline void destroy_vm(struct vm *vm)
 	close(vm->fd);
 }
 
+/* Called by bad_exit() before it exits (RIP 0 if unknown), e.g. to dump a trace. */
+static void (*minivmm_bad_exit_hook)(int vcpu, uint64_t rip);
+
+/*
+ * An exit the guest's code cannot cause: print what KVM says and where the
+ * vCPU is (as KTAP diagnostics), then die.
+ */
+static inline void __attribute__((noreturn)) bad_exit(struct vm *vm, int i)
+{
+	struct kvm_run *run = vm->run[i];
+	struct kvm_sregs sregs;
+	struct kvm_regs regs = { .rip = 0 };
+	uint32_t n;
+
+	printf("# vCPU %d: unexpected exit %u", i, run->exit_reason);
+	if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR) {
+		printf(", suberror %u, data", run->internal.suberror);
+		for (n = 0; n < run->internal.ndata && n < 16; n++)
+			printf(" %#llx", (unsigned long long)run->internal.data[n]);
+	} else if (run->exit_reason == KVM_EXIT_FAIL_ENTRY) {
+		printf(", hardware reason %#llx",
+		       (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+	}
+	printf("\n");
+	if (!ioctl(vm->vcpu_fd[i], KVM_GET_REGS, &regs))
+		printf("# vCPU %d: rip %#llx rsp %#llx rflags %#llx\n", i, regs.rip, regs.rsp,
+		       regs.rflags);
+	if (!ioctl(vm->vcpu_fd[i], KVM_GET_SREGS, &sregs))
+		printf("# vCPU %d: cr0 %#llx cr3 %#llx cr4 %#llx efer %#llx cs %#x base %#llx\n", i,
+		       sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer, sregs.cs.selector,
+		       sregs.cs.base);
+	fflush(stdout);
+	if (minivmm_bad_exit_hook)
+		minivmm_bad_exit_hook(i, regs.rip);
+	die("vCPU %d: unexpected exit %u", i, run->exit_reason);
+}
+
 /* Run vCPU @i until it has reported one TSC value. */
 static inline uint64_t guest_read_tsc(struct vm *vm, int i)
 {
@@ -272,7 +309,7 @@ static inline uint64_t guest_read_tsc(struct vm *vm, int i)
 
 		xioctl(vm->vcpu_fd[i], KVM_RUN, NULL, "KVM_RUN");
 		if (run->exit_reason != KVM_EXIT_IO || run->io.size != 4)
-			die("vCPU %d: unexpected exit %u", i, run->exit_reason);
+			bad_exit(vm, i);
 		memcpy(&val, (char *)run + run->io.data_offset, 4);
 		if (run->io.port == PORT_TSC_LO) {
 			lo = val;

@@ -25,7 +25,7 @@ each one (default: all), this applies the diff to a git worktree of
 $TREE_DIR at HEAD ($MUTANT_DIR/linux), builds that kernel in
 $MUTANT_DIR/kbuild with the test kernel's .config, boots it with
 tsc_msrs_test, tsc_offset_test, tsc_state_test, tsc_clock_steps and
-tsc_state_fuzz, and
+tsc_state_fuzz (and its kill line's test if it is another), and
 counts the mutant as caught when the named test fails (at one of the named cases).  The selftests
 and the work tree are not touched.  Needs a built series (make check or
 make check-tree first).  Prints one line per mutant, then
@@ -70,6 +70,8 @@ run_mutant() {
 		-j"$JOBS" bzImage modules headers || die "$EXIT_BUILD" "mutant $name does not build"
 	set=$MUTANT_DIR/$name.list
 	echo "$MUTANT_TESTS" >"$set"
+	# A test outside the usual set (e.g. set_memory_region_test) runs for its mutant.
+	grep -qxE "(x86/)?$test" "$set" || echo "$test" >>"$set"
 	BUILD_DIR=$MUTANT_DIR LOG_DIR=$MUTANT_DIR/logs TREE_DIR=$wt KBUILD_DIR=$MUTANT_DIR/kbuild \
 		SELFTEST_DIR=$SELFTEST_DIR \
 		"$HARNESS_DIR/boot.sh" "$set" "$name" >"$MUTANT_DIR/$name.out" 2>&1 || true

@@ -1230,8 +1230,7 @@ static void kvmclock_race(void)
 		xioctl(vm.vcpu_fd[0], KVM_RUN, NULL, "KVM_RUN");
 		if (run->exit_reason != KVM_EXIT_IO ||
 		    (run->io.port != PORT_OLD_MSR && run->io.port != PORT_NEW_MSR))
-			die("kvmclock_race: vCPU 0: unexpected exit %u (port %#x)", run->exit_reason,
-			    run->io.port);
+			bad_exit(&vm, 0);
 		on = master_clock_on(&vm);
 		if (run->io.port == PORT_OLD_MSR && on)
 			wrong_on++;
@@ -1496,15 +1495,74 @@ static void start_trace(void)
 }
 
 /*
- * On a hang: every task's stack (sysrq-t, on the kernel's console), then
- * the last TRACE_LINES lines of the trace, which end where the vCPUs are.
+ * With -t: stop the trace and print its last TRACE_LINES lines, only those
+ * of thread @tid if it is positive.  They end where the vCPUs are.
  */
-static void dump_kernel(void)
+static void dump_trace(pid_t tid)
 {
 	static char lines[TRACE_LINES][256];
-	int fd = open("/proc/sysrq-trigger", O_WRONLY);
 	unsigned int n = 0, i;
+	char tag[32];
 	FILE *f;
+
+	if (!trace_kvm)
+		return;
+	trace_write("tracing_on", "0");
+	f = fopen(TRACEFS "/trace", "r");
+	if (!f)
+		return;
+	snprintf(tag, sizeof(tag), "-%d ", (int)tid);
+	while (fgets(lines[n % TRACE_LINES], sizeof(lines[0]), f))
+		if (lines[n % TRACE_LINES][0] != '#' &&
+		    (tid <= 0 || strstr(lines[n % TRACE_LINES], tag)))
+			n++;
+	fclose(f);
+	printf("# trace: the last %u lines%s:\n", n < TRACE_LINES ? n : TRACE_LINES,
+	       tid <= 0 ? "" : " of the vCPU's thread");
+	for (i = n < TRACE_LINES ? 0 : n - TRACE_LINES; i < n; i++)
+		printf("# trace: %s", lines[i % TRACE_LINES]);
+}
+
+/* The kernel symbol at or below @addr, from /proc/kallsyms (root only). */
+static void print_kernel_symbol(uint64_t addr)
+{
+	char line[512], best[512] = "", name[256], mod[256];
+	unsigned long long a, best_a = 0;
+	FILE *f = fopen("/proc/kallsyms", "r");
+	char type;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		mod[0] = 0;
+		if (sscanf(line, "%llx %c %255s %255[^\n]", &a, &type, name, mod) < 3)
+			continue;
+		if (a && a <= addr && a > best_a) {
+			best_a = a;
+			snprintf(best, sizeof(best), "%s+%#llx %s", name, addr - a, mod);
+		}
+	}
+	fclose(f);
+	printf("# %#llx is %s\n", (unsigned long long)addr, best_a ? best : "no kernel symbol");
+}
+
+/*
+ * A vCPU exit the guest's code cannot cause (minivmm's bad_exit()): a
+ * kernel address as the guest's RIP means the vCPU runs host state.
+ */
+static void on_bad_exit(int vcpu, uint64_t rip)
+{
+	(void)vcpu;
+	if (rip >= 0xffff800000000000ull)
+		print_kernel_symbol(rip);
+	dump_trace(gettid());
+	fflush(stdout);
+}
+
+/* On a hang: every task's stack (sysrq-t, on the kernel's console), then the trace. */
+static void dump_kernel(void)
+{
+	int fd = open("/proc/sysrq-trigger", O_WRONLY);
 
 	if (fd >= 0) {
 		printf("# watchdog: sysrq-t: every task's stack on the console\n");
@@ -1512,19 +1570,7 @@ static void dump_kernel(void)
 			printf("# watchdog: sysrq-t: %s\n", strerror(errno));
 		close(fd);
 	}
-	if (!trace_kvm)
-		return;
-	trace_write("tracing_on", "0");
-	f = fopen(TRACEFS "/trace", "r");
-	if (!f)
-		return;
-	while (fgets(lines[n % TRACE_LINES], sizeof(lines[0]), f))
-		if (lines[n % TRACE_LINES][0] != '#')
-			n++;
-	fclose(f);
-	printf("# watchdog: the trace's last %u lines:\n", n < TRACE_LINES ? n : TRACE_LINES);
-	for (i = n < TRACE_LINES ? 0 : n - TRACE_LINES; i < n; i++)
-		printf("# trace: %s", lines[i % TRACE_LINES]);
+	dump_trace(0);
 }
 
 static void watchdog(int sig)
@@ -1680,6 +1726,7 @@ int main(int argc, char **argv)
 	       only ? only : "", iterations);
 	if (trace_kvm)
 		start_trace();
+	minivmm_bad_exit_hook = on_bad_exit;
 #ifdef KVM_CAP_PRECISE_TSC
 	c = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRECISE_TSC);
 	if (!base_ioctls && c != ALL_FLAGS)
