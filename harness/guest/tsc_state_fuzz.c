@@ -1495,8 +1495,8 @@ static void start_trace(void)
 }
 
 /*
- * With -t: stop the trace and print its last TRACE_LINES lines, only those
- * of thread @tid if it is positive.  They end where the vCPUs are.
+ * With -t: stop the trace and print its last TRACE_LINES lines, only the KVM
+ * events of thread @tid if it is positive.  They end where the vCPUs are.
  */
 static void dump_trace(pid_t tid)
 {
@@ -1514,11 +1514,12 @@ static void dump_trace(pid_t tid)
 	snprintf(tag, sizeof(tag), "-%d ", (int)tid);
 	while (fgets(lines[n % TRACE_LINES], sizeof(lines[0]), f))
 		if (lines[n % TRACE_LINES][0] != '#' &&
-		    (tid <= 0 || strstr(lines[n % TRACE_LINES], tag)))
+		    (tid <= 0 || (strstr(lines[n % TRACE_LINES], tag) &&
+				  strstr(lines[n % TRACE_LINES], " kvm_"))))
 			n++;
 	fclose(f);
 	printf("# trace: the last %u lines%s:\n", n < TRACE_LINES ? n : TRACE_LINES,
-	       tid <= 0 ? "" : " of the vCPU's thread");
+	       tid <= 0 ? "" : " of KVM events of the vCPU's thread");
 	for (i = n < TRACE_LINES ? 0 : n - TRACE_LINES; i < n; i++)
 		printf("# trace: %s", lines[i % TRACE_LINES]);
 }
