@@ -48,6 +48,8 @@ main() {
 			PATCH_DIR=$empty "$HARNESS_DIR/tree.sh" apply
 			rm -rf "$empty"
 			"$HARNESS_DIR/kernel.sh" "${fragments[@]}"
+			# The uAPI headers (for the guest tools) and the selftests.
+			"$HARNESS_DIR/selftests.sh"
 		fi
 	else
 		export KBUILD_DIR=$BUILD_DIR/kbuild-debug
