@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 # Precise guest TSC migration for KVM x86: the kernel series in
-# patches/linux, the QEMU series in patches/qemu, and the harness that
+# patches/linux, the QEMU series in patches/qemu (backport: patches/qemu-7.2), and the harness that
 # builds, boots and tests them.  `make help` lists targets.
 
 BUILD_DIR ?= $(CURDIR)/build
@@ -27,7 +27,7 @@ help:
 	@echo "make test-gates  check that each gate fails on a deliberately broken input"
 	@echo "make tree        apply patches/linux and patches/qemu to their bases in $(BUILD_DIR)/{linux,qemu}"
 	@echo "make export      write the work trees' commits back to patches/linux and patches/qemu"
-	@echo "make qemu        build the patched QEMU (static, KVM only) in $(BUILD_DIR)/qemu-build"
+	@echo "make qemu        build the patched QEMU 10.2 (static, KVM only) in $(BUILD_DIR)/qemu-build"
 	@echo "make e2e         live-migrate a Debian guest with stock and patched QEMU inside the test VM"
 	@echo "make e2e-loop    make e2e LOOP_COUNT (20) times: flake counts"
 	@echo "make newer-base  does Debian serve newer bases than the pins, and do the series apply and build there?"

@@ -15,10 +15,11 @@ newer base than the pinned one and whether the series apply and build
 there (informational: never fails the run), applies
 patches/linux and patches/qemu to their bases (unless NO_APPLY=1: then the
 work trees are tested as they are, uncommitted edits included), builds the
-kernel, the patched QEMU and the selftests, boots the kernel under QEMU
-and runs SET_FILE (default harness/sets/tsc.list), then the end-to-end
-migrations (harness/e2e.sh), then for each backport (base.conf's
-LINUX_BASES after mainline) the same up to SET_FILE on its own base, then
+kernel, the patched QEMU, the same QEMU unpatched (the e2e's stock one)
+and the selftests, boots the kernel under QEMU and runs SET_FILE (default
+harness/sets/tsc.list), then the end-to-end migrations (harness/e2e.sh),
+then for each backport (base.conf's LINUX_BASES after mainline) the same
+on its own base, with the QEMU backport LINUX_QEMU pairs it with, then
 the series' quality gates (for a backport: BACKPORT_GATES, default
 "apply distro")
 (harness/gates.sh) and their self-tests (unless NO_GATES=1).
@@ -45,6 +46,16 @@ check_backport() {
 	stage "selftests-$b" env LINUX_BASE="$b" "$HARNESS_DIR/selftests.sh" || return 1
 	stage "boot-$b" env LINUX_BASE="$b" "$HARNESS_DIR/boot.sh" "$set" "$run_name" \
 		>"$blog/$run_name.out" || status=$?
+	# The QEMU backport paired with this kernel (base.conf's LINUX_QEMU),
+	# and its migrations on this kernel.
+	if [ "${NO_APPLY:-0}" != 1 ]; then
+		stage "qemu-apply-$b" env LINUX_BASE="$b" "$HARNESS_DIR/tree.sh" qemu apply || return 1
+	fi
+	stage "qemu-$b" env LINUX_BASE="$b" "$HARNESS_DIR/qemu.sh" || return 1
+	if [ -z "$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$QEMU_BASE_STOCK")" ]; then
+		stage "qemu-stock-$b" env LINUX_BASE="$b" "$HARNESS_DIR/qemu.sh" stock || return 1
+	fi
+	stage "e2e-$b" env LINUX_BASE="$b" "$HARNESS_DIR/e2e.sh" >"$blog/e2e.out" || status=$?
 	return "$status"
 }
 
@@ -103,6 +114,7 @@ main() {
 	fi
 	stage kernel "$HARNESS_DIR/kernel.sh"
 	stage qemu "$HARNESS_DIR/qemu.sh"
+	[ -n "$QEMU_BASE_STOCK" ] || stage qemu-stock "$HARNESS_DIR/qemu.sh" stock
 	stage selftests "$HARNESS_DIR/selftests.sh"
 	stage boot "$HARNESS_DIR/boot.sh" "$set" "$run_name" >"$LOG_DIR/$run_name.out" || status=$?
 	stage e2e "$HARNESS_DIR/e2e.sh" >"$LOG_DIR/e2e.out" || status=$?
@@ -140,6 +152,8 @@ main() {
 		[ "${NO_GATES:-0}" != 1 ] && cat "$blog/gates.out"
 		echo "== TSC selftests on the $b backport ($set)"
 		cat "$blog/$run_name.out"
+		echo "== end-to-end migrations on the $b backport ($blog/e2e.ktap.log)"
+		cat "$blog/e2e.out" 2>/dev/null || echo "(not run)"
 	done
 	echo "== newer bases (harness/newer.sh, informational)"
 	cat "$LOG_DIR/newer-base.out"

@@ -13,8 +13,8 @@ usage() {
 # The base lines of the cover letter.
 base_lines() {
 	if [ "$1" = qemu ]; then
-		echo "Base: Debian bookworm's $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION (QEMU 7.2 with"
-		echo "Debian's patches), $QEMU_BASE_DSC sha256 $QEMU_BASE_DSC_SHA256"
+		echo "Base: Debian's $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION ($QEMU_BASE_SUITES; $QEMU_BASE_NAME"
+		echo "with Debian's patches), $QEMU_BASE_DSC sha256 $QEMU_BASE_DSC_SHA256"
 	else
 		echo "Base: Debian $BASE_PACKAGE $BASE_VERSION (Linux $BASE_KERNELVERSION),"
 		echo "$(basename "$BASE_TARBALL") sha256 $BASE_SHA256"
@@ -27,7 +27,8 @@ main() {
 	case "$kind" in
 	linux) subject="KVM: x86: Precise guest TSC migration"
 		[ "$LINUX_BASE" = mainline ] || subject="$subject (backport to $LINUX_BASE)" ;;
-	qemu) subject="target/i386/kvm: Precise TSC migration with KVM_{GET,SET}_TSC_STATE" ;;
+	qemu) subject="target/i386/kvm: Precise TSC migration with KVM_{GET,SET}_TSC_STATE"
+		[ "$QEMU_BASE" = mainline ] || subject="$subject (backport to $QEMU_BASE)" ;;
 	*) usage >&2; exit "$EXIT_USAGE" ;;
 	esac
 	n=$(git -C "$TREE_DIR" rev-list --count base..HEAD)
@@ -37,9 +38,11 @@ main() {
 		echo "From: $author"
 		echo "Subject: [PATCH 0/$n] ${COVER_SUBJECT:-$subject}"
 		echo
-		# A backport has its own text, harness/cover/linux-NAME.txt.
+		# A backport has its own text, harness/cover/KIND-NAME.txt.
 		if [ "$kind" = linux ] && [ "$LINUX_BASE" != mainline ]; then
 			cat "$HARNESS_DIR/cover/linux-$LINUX_BASE.txt"
+		elif [ "$kind" = qemu ] && [ "$QEMU_BASE" != mainline ]; then
+			cat "$HARNESS_DIR/cover/qemu-$QEMU_BASE.txt"
 		else
 			cat "$HARNESS_DIR/cover/$kind.txt"
 		fi

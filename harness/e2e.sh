@@ -8,8 +8,16 @@ SCRIPT_NAME=e2e
 
 # The L2 kernel (L2_PACKAGE, L2_VERSION, L2_DEB_SHA256): harness/base.conf.
 E2E_DIR=${E2E_DIR:-$BUILD_DIR/e2e}
-QEMU_PATCHED=${QEMU_PATCHED:-$BUILD_DIR/qemu-build/qemu-system-x86_64}
-QEMU_STOCK=${QEMU_STOCK:-/usr/bin/qemu-system-x86_64}
+# The QEMU pair of LINUX_BASE (base.conf's LINUX_QEMU): the patched build
+# and the stock one, the same build of the unpatched base or, for a base
+# pinned with a STOCK binary, that binary (Debian's own QEMU).
+QEMU_PATCHED=${QEMU_PATCHED:-$QEMU_BUILD_DIR/qemu-system-x86_64}
+QEMU_STOCK=${QEMU_STOCK:-${QEMU_BASE_STOCK:-$QEMU_STOCK_BUILD_DIR/qemu-system-x86_64}}
+if [ -n "$QEMU_BASE_STOCK" ]; then
+	STOCK_NAME=${STOCK_NAME:-"Debian's $QEMU_BASE_NAME"}
+else
+	STOCK_NAME=${STOCK_NAME:-"stock $QEMU_BASE_NAME"}
+fi
 PATCHED_ACCEL=${PATCHED_ACCEL:-kvm,precise-tsc=on}
 TSC_MONITOR_SRC=${TSC_MONITOR_SRC:-$HARNESS_DIR/e2e/tsc_monitor.c}
 RUN_NAME=${RUN_NAME:-e2e}
@@ -40,10 +48,13 @@ usage: $0 [run|loop|demo|prepare]
            in LOG_DIR/$RUN_NAME-loop.txt
   run      (default) prepare, then boot the test VM on harness/sets/e2e.list
            (harness/guest/tsc_e2e.sh: a guest booted under the patched QEMU
-           and migrated four times, one booted under Debian's and migrated
-           twice) and summarise with harness/ktap.py and harness/e2e_table.py
+           and migrated four times, one booted under the stock QEMU and
+           migrated twice) and summarise with harness/ktap.py and harness/e2e_table.py
 
-Needs the kernel in $KBUILD_DIR (harness/kernel.sh) and the patched QEMU.
+Needs the kernel in $KBUILD_DIR (harness/kernel.sh), the patched QEMU
+and the stock one (harness/qemu.sh [stock]).  LINUX_BASE picks the
+kernel, and with it the QEMU (base.conf's LINUX_QEMU): now
+$QEMU_BASE_NAME, stock: $STOCK_NAME.
 A run that failed before its first migration with a known environment
 failure (L1 oops in get_mmio_spte, RCU stall, QEMU segfault, L2 boot
 timeout) is retried once; the first attempt's logs are kept as
@@ -51,7 +62,7 @@ $RUN_NAME.try1.*.  Logs: $LOG_DIR/$RUN_NAME.*.
 
 Environment:
   QEMU_PATCHED   the patched QEMU, static (default $QEMU_PATCHED)
-  QEMU_STOCK     the distribution's QEMU (default $QEMU_STOCK)
+  QEMU_STOCK     the stock QEMU (default $QEMU_STOCK)
   PATCHED_ACCEL  the patched QEMU's -accel (default $PATCHED_ACCEL)
   TSC_MONITOR_SRC  the guest's monitor (default $TSC_MONITOR_SRC)
   L2_BOOT_TIMEOUT, MIGRATE_TIMEOUT, REPORT_TIMEOUT (seconds), REPORT_DELAY,
@@ -203,7 +214,7 @@ keep_first_attempt() {
 # The tables of the migrations, after ktap.py's summary.
 print_rows() {
 	echo
-	python3 "$HARNESS_DIR/e2e_table.py" "$LOG_DIR/$RUN_NAME.ktap.log" || true
+	python3 "$HARNESS_DIR/e2e_table.py" --stock "$STOCK_NAME" "$LOG_DIR/$RUN_NAME.ktap.log" || true
 }
 
 run_e2e() {
@@ -251,7 +262,7 @@ loop_e2e() {
 		printf '%s\n' "${lines[@]}"
 		echo "e2e loop: $count runs, $pass passed, $fail failed, $retried retried once"
 		echo
-		python3 "$HARNESS_DIR/e2e_table.py" --summary "$LOG_DIR/$base".[0-9]*.ktap.log || true
+		python3 "$HARNESS_DIR/e2e_table.py" --stock "$STOCK_NAME" --summary "$LOG_DIR/$base".[0-9]*.ktap.log || true
 	} | tee "$out"
 	[ "$fail" -eq 0 ]
 }
@@ -271,12 +282,13 @@ demo_e2e() {
 		build_series
 		"$HARNESS_DIR/tree.sh" qemu apply
 		"$HARNESS_DIR/qemu.sh"
+		[ -n "$QEMU_BASE_STOCK" ] || "$HARNESS_DIR/qemu.sh" stock
 	fi
 	local status=0
 	run_e2e >"$LOG_DIR/demo-e2e.out" || status=$?
 	echo
 	echo "==== a Debian guest (Linux $L2_VERSION, cloud kernel, 2 vCPUs) live-migrated inside"
-	echo "==== the test VM (Linux $(sed -n 's/^# harness: kernel \([^,]*\),.*/\1/p' "$LOG_DIR/$RUN_NAME.ktap.log" | tr -d '\r' | head -n 1) + the KVM series, QEMU TCG), by Debian's QEMU 7.2 and by the patched one"
+	echo "==== the test VM (Linux $(sed -n 's/^# harness: kernel \([^,]*\),.*/\1/p' "$LOG_DIR/$RUN_NAME.ktap.log" | tr -d '\r' | head -n 1) + the KVM series, QEMU TCG), by the $STOCK_NAME and by the patched one"
 	echo
 	cat "$LOG_DIR/demo-e2e.out"
 	echo "==== logs: $LOG_DIR/$RUN_NAME.ktap.log (the guest's reports), $LOG_DIR/$RUN_NAME.console.log"

@@ -19,12 +19,12 @@ import sys
 ROW_RE = re.compile(r"e2e: row (.*)$")
 
 TITLES = {
-    "patched-to-stock-refused": "patched QEMU (precise-tsc=on) -> Debian's QEMU 7.2: an old destination must refuse the stream",
+    "patched-to-stock-refused": "patched QEMU (precise-tsc=on) -> {stock}: an old destination must refuse the stream",
     "precise-6s": "patched QEMU -> patched QEMU, precise-tsc=on, downtime target 6 s (the refused attempt included)",
     "precise-min": "patched QEMU -> patched QEMU, precise-tsc=on, the shortest downtime the emulator allows",
     "precise-to-off-min": "patched QEMU -> patched QEMU with precise-tsc=off: the TSC state is received, IA32_TSC restored",
-    "stock-6s": "Debian's QEMU 7.2 -> Debian's QEMU 7.2 (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
-    "stock-to-patched-min": "Debian's QEMU 7.2 -> patched QEMU, precise-tsc=on: an old source sends no state, legacy restore",
+    "stock-6s": "{stock} -> {stock} (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
+    "stock-to-patched-min": "{stock} -> patched QEMU, precise-tsc=on: an old source sends no state, legacy restore",
 }
 
 
@@ -45,9 +45,9 @@ def per_vcpu(row, key):
     return v.split(",") if v not in ("", "-") else []
 
 
-def table(row, out):
+def table(row, out, stock):
     case = row["case"]
-    title = TITLES.get(case, case)
+    title = TITLES.get(case, case).format(stock=stock)
     print(f"{case}: {title}", file=out)
     if row.get("downtime_ms", "-") == "-":
         print(f"  {row.get('result', '')}".rstrip(), file=out)
@@ -126,6 +126,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--summary", action="store_true",
                     help="one line per case: each figure's range over all the logs")
+    ap.add_argument("--stock", default="stock QEMU",
+                    help="what the titles call the unpatched QEMU")
     ap.add_argument("logs", nargs="+", help="KTAP or console logs with e2e rows")
     args = ap.parse_args()
     rows = []
@@ -142,7 +144,7 @@ def main():
         summary(rows, sys.stdout)
         return 0
     for r in rows:
-        table(r, sys.stdout)
+        table(r, sys.stdout, args.stock)
     return 0
 
 

@@ -15,17 +15,18 @@ SCRIPT_NAME=${SCRIPT_NAME:-fetch}
 
 usage() {
 	cat <<USAGE
-usage: $0 all | kernel | base | distro-config | l2 | qemu-source | sparse-source | update
+usage: $0 all | kernel | base | distro-config | l2 | qemu-source | meson | sparse-source | update
        $0 candidate PACKAGE [SUITES] | candidate-source PACKAGE [SUITES]
 
   all            every pinned input below, for every kernel base
-                 ($(linux_bases | tr '\n' ' '))
+                 ($(linux_bases | tr '\n' ' ')) and QEMU base ($(qemu_bases | tr '\n' ' '))
   kernel         base and distro-config of LINUX_BASE ($LINUX_BASE)
   base           $BASE_PACKAGE $BASE_VERSION: its $(basename "$BASE_TARBALL")
   distro-config  $DISTRO_CONFIG_PACKAGE $DISTRO_CONFIG_VERSION:
                  /$DISTRO_CONFIG_MEMBER as $(basename "$DISTRO_CONFIG") (xz -6)
   l2             $L2_PACKAGE $L2_VERSION (the e2e guest kernel)
-  qemu-source    $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION (.dsc, orig, debian)
+  qemu-source    QEMU_BASE's ($QEMU_BASE) $QEMU_BASE_PACKAGE $QEMU_BASE_VERSION (.dsc, orig, debian)
+  meson          $MESON_PACKAGE $MESON_VERSION (QEMU 10.2's meson; the .deb, not installed)
   sparse-source  $SPARSE_PACKAGE $SPARSE_VERSION (.dsc, orig, debian; the sparse gate's)
   update         refresh the private apt lists
   candidate      the newest version of a binary package the archive serves
@@ -50,6 +51,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 		distro-config) fetch_distro_config ;;
 		l2) fetch_pinned_deb L2 >/dev/null ;;
 		qemu-source) fetch_qemu_source ;;
+		meson) fetch_pinned_deb MESON >/dev/null ;;
 		sparse-source) fetch_source SPARSE "$DL_DIR/sparse-src" ;;
 		update) apt_update ;;
 		candidate) [ $# -ge 2 ] || { usage >&2; exit "$EXIT_USAGE"; }; apt_candidate "$2" "${3:-}" ;;

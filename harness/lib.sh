@@ -21,21 +21,31 @@ LINUX_BASE=${LINUX_BASE:-mainline}
 TOP_BUILD_DIR=${TOP_BUILD_DIR:-${BUILD_DIR:-$TOP_DIR/build}}
 export LINUX_BASE TOP_BUILD_DIR
 
-# linux_pin NAME: the pin group (base.conf's variable prefix) of a base.
-linux_pin() {
+# pair_lookup LIST NAME: the value of NAME in a "NAME=VALUE ..." list.
+pair_lookup() {
 	local entry
-	for entry in $LINUX_BASES; do
-		[ "${entry%%=*}" = "$1" ] && { echo "${entry#*=}"; return 0; }
+	for entry in $1; do
+		[ "${entry%%=*}" = "$2" ] && { echo "${entry#*=}"; return 0; }
 	done
 	return 1
 }
 
-# linux_bases: the names of every base, mainline first.
-linux_bases() {
+# pair_names LIST: the names of a "NAME=VALUE ..." list, in order.
+pair_names() {
 	local entry
-	for entry in $LINUX_BASES; do
+	for entry in $1; do
 		echo "${entry%%=*}"
 	done
+}
+
+# linux_pin NAME: the pin group (base.conf's variable prefix) of a base.
+linux_pin() {
+	pair_lookup "$LINUX_BASES" "$1"
+}
+
+# linux_bases: the names of every base, mainline first.
+linux_bases() {
+	pair_names "$LINUX_BASES"
 }
 
 LINUX_PIN=$(linux_pin "$LINUX_BASE") || {
@@ -62,10 +72,41 @@ TREE_DIR=${TREE_DIR:-$BUILD_DIR/linux}
 KBUILD_DIR=${KBUILD_DIR:-$BUILD_DIR/kbuild}
 SELFTEST_DIR=${SELFTEST_DIR:-$BUILD_DIR/selftests}
 LOG_DIR=${LOG_DIR:-$BUILD_DIR/logs}
-# The QEMU series (patches/qemu), its work tree and its build.
-QEMU_TREE_DIR=${QEMU_TREE_DIR:-$BUILD_DIR/qemu}
-QEMU_PATCH_DIR=${QEMU_PATCH_DIR:-$TOP_DIR/patches/qemu}
-QEMU_BUILD_DIR=${QEMU_BUILD_DIR:-$BUILD_DIR/qemu-build}
+
+# qemu_bases: the names of every QEMU base, mainline first.
+qemu_bases() {
+	pair_names "$QEMU_BASES"
+}
+
+# The QEMU series and its base: QEMU_BASE names one of base.conf's
+# QEMU_BASES, by default the one LINUX_QEMU pairs with LINUX_BASE.
+# "mainline" is patches/qemu, its work tree TOP_BUILD_DIR/qemu and its
+# build TOP_BUILD_DIR/qemu-build; a backport X is patches/qemu-X in
+# TOP_BUILD_DIR/qemu-X and qemu-X-build.  QEMU_STOCK_BUILD_DIR is the
+# same configuration built from the unpatched base, checked out in
+# QEMU_STOCK_TREE_DIR (harness/qemu.sh stock).
+# Not exported: a child started with another LINUX_BASE pairs again.
+QEMU_BASE=${QEMU_BASE:-$(pair_lookup "$LINUX_QEMU" "$LINUX_BASE" || echo mainline)}
+QEMU_PIN=$(pair_lookup "$QEMU_BASES" "$QEMU_BASE") || {
+	echo "harness: QEMU_BASE=$QEMU_BASE is none of base.conf's QEMU_BASES ($QEMU_BASES)" >&2
+	exit 2
+}
+for _v in PACKAGE VERSION SUITES DSC DSC_SHA256 ORIG ORIG_SHA256 DEBIAN DEBIAN_SHA256 MESON NAME STOCK; do
+	_n=${QEMU_PIN}_$_v
+	printf -v "QEMU_BASE_$_v" '%s' "${!_n-}"
+done
+unset _v _n
+if [ "$QEMU_BASE" = mainline ]; then
+	_q=qemu
+else
+	_q=qemu-$QEMU_BASE
+fi
+QEMU_TREE_DIR=${QEMU_TREE_DIR:-$TOP_BUILD_DIR/$_q}
+QEMU_PATCH_DIR=${QEMU_PATCH_DIR:-$TOP_DIR/patches/$_q}
+QEMU_BUILD_DIR=${QEMU_BUILD_DIR:-$TOP_BUILD_DIR/$_q-build}
+QEMU_STOCK_TREE_DIR=${QEMU_STOCK_TREE_DIR:-$TOP_BUILD_DIR/$_q-stock}
+QEMU_STOCK_BUILD_DIR=${QEMU_STOCK_BUILD_DIR:-$TOP_BUILD_DIR/$_q-stock-build}
+unset _q
 JOBS=${JOBS:-$(nproc)}
 
 # A compiler cache, on unless CCACHE=0: Debian's ccache masquerade

@@ -9,11 +9,11 @@ SCRIPT_NAME=newer-base
 
 usage() {
 	cat <<USAGE
-usage: $0 [kernel]
+usage: $0 [kernel|qemu]
 
 Looks up the newest version of each kernel base (base.conf's LINUX_BASES;
-"kernel": only LINUX_BASE's) and of the $QEMU_BASE_PACKAGE source package that
-Debian serves in the pin's suites.  For each newer than the pin: unpacks it under
+"kernel": only LINUX_BASE's) and of each QEMU base (QEMU_BASES; "qemu":
+only QEMU_BASE's) that Debian serves in the pin's suites.  For each newer than the pin: unpacks it under
 NEWER_DIR ($NEWER_DIR), applies the series with git apply in series
 order and, for the kernel, configures tinyconfig + harness/config/kvm-test.config
 and builds arch/x86/kvm/ (the QEMU series is only applied: building QEMU
@@ -81,7 +81,7 @@ newer_kernel() {
 }
 
 newer_qemu() {
-	local ver dir=$NEWER_DIR/qemu src=$NEWER_DIR/qemu-src failed dsc
+	local ver dir=$NEWER_DIR/qemu-$QEMU_BASE src=$NEWER_DIR/qemu-src failed dsc
 	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE" "$QEMU_BASE_SUITES")
 	if [ -z "$ver" ] || ! dpkg --compare-versions "$ver" gt "$QEMU_BASE_VERSION"; then
 		RESULTS+=("$QEMU_BASE_PACKAGE (source): pinned $QEMU_BASE_VERSION is the newest Debian serves")
@@ -97,14 +97,14 @@ newer_qemu() {
 		run dpkg-source --no-check -x "$src/$dsc" "$dir" >&2
 		git -C "$dir" init -q
 		if ! failed=$(apply_series_to "$dir" "$QEMU_PATCH_DIR"); then
-			RESULTS+=("$QEMU_BASE_PACKAGE $ver (newer than the pin $QEMU_BASE_VERSION): patches/qemu does not apply: $failed")
+			RESULTS+=("$QEMU_BASE_PACKAGE $ver (newer than the pin $QEMU_BASE_VERSION): $(basename "$QEMU_PATCH_DIR") does not apply: $failed")
 			rm -rf "$dir"
 			BAD=1
 			return 0
 		fi
 		echo "$ver" >"$dir/.harness-newer"
 	fi
-	RESULTS+=("$QEMU_BASE_PACKAGE $ver (newer than the pin $QEMU_BASE_VERSION): patches/qemu applies (not built here); 'make rebase' moves the pins")
+	RESULTS+=("$QEMU_BASE_PACKAGE $ver (newer than the pin $QEMU_BASE_VERSION): $(basename "$QEMU_PATCH_DIR") applies (not built here); 'make rebase' moves the pins")
 }
 
 main() {
@@ -112,13 +112,16 @@ main() {
 	case "${1:-}" in
 	-h|--help) usage; exit 0 ;;
 	kernel) ensure_dirs; newer_kernel ;;
+	qemu) ensure_dirs; newer_qemu ;;
 	"")
 		ensure_dirs
 		apt_update
 		for b in $(linux_bases); do
 			LINUX_BASE=$b "$0" kernel || status=1
 		done
-		newer_qemu
+		for b in $(qemu_bases); do
+			QEMU_BASE=$b "$0" qemu || status=1
+		done
 		;;
 	*) usage >&2; exit "$EXIT_USAGE" ;;
 	esac

@@ -268,13 +268,30 @@ source_ok() {
 	done
 }
 
-# fetch_qemu_source: the QEMU base's source package.
+# fetch_qemu_source: the selected QEMU base's source package.
 fetch_qemu_source() {
-	fetch_source QEMU_BASE "$QEMU_SRC_DIR"
+	fetch_source "$QEMU_PIN" "$QEMU_SRC_DIR"
 }
 
 qemu_source_ok() {
-	source_ok QEMU_BASE "$QEMU_SRC_DIR"
+	source_ok "$QEMU_PIN" "$QEMU_SRC_DIR"
+}
+
+# meson_dir: the bin and Python directories of the QEMU base's meson
+# (base.conf's QEMU*_MESON names its pin), unpacked once from its .deb
+# into TOP_BUILD_DIR/tools; nothing when the base builds with the
+# machine's meson.
+meson_dir() {
+	[ -n "$QEMU_BASE_MESON" ] || return 0
+	local ver=${QEMU_BASE_MESON}_VERSION deb dir
+	dir=$TOP_BUILD_DIR/tools/meson-${!ver}
+	if [ ! -x "$dir/usr/bin/meson" ]; then
+		deb=$(fetch_pinned_deb "$QEMU_BASE_MESON")
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		run dpkg -x "$deb" "$dir" >&2 || die "$EXIT_DEPS" "dpkg -x $deb failed"
+	fi
+	echo "$dir"
 }
 
 # sparse_bin: the path of the pinned sparse (base.conf's SPARSE), built
@@ -307,7 +324,10 @@ fetch_all() {
 		LINUX_BASE=$b "$HARNESS_DIR/fetch.sh" kernel
 	done
 	fetch_pinned_deb L2 >/dev/null
-	fetch_qemu_source
+	for b in $(qemu_bases); do
+		QEMU_BASE=$b "$HARNESS_DIR/fetch.sh" qemu-source
+	done
+	fetch_pinned_deb MESON >/dev/null
 	fetch_source SPARSE "$DL_DIR/sparse-src"
 	log "pinned inputs: all present, sha256 checked ($DL_DIR)"
 }

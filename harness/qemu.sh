@@ -8,16 +8,26 @@ SCRIPT_NAME=qemu
 
 usage() {
 	cat <<USAGE
-usage: $0
+usage: $0 [stock]
 
-Configures $QEMU_TREE_DIR into QEMU_BUILD_DIR ($QEMU_BUILD_DIR): the
-x86_64-softmmu target only, KVM without TCG, no default features or
-devices (the pc and microvm machines and what they need stay), static,
--Werror; then builds it with ninja.  Reconfigures only when the options
-below or the tree's meson files change; the build is incremental.
+Configures QEMU_TREE_DIR ($QEMU_TREE_DIR, QEMU_BASE $QEMU_BASE) into
+QEMU_BUILD_DIR ($QEMU_BUILD_DIR): the x86_64-softmmu target only, KVM
+without TCG, no default features or devices (the pc and microvm machines
+and what they need stay; harness/qemu/x86_64-devices-QEMU_BASE.mak adds
+devices where the base needs them), static, -Werror; then builds it with
+ninja.  A base pinned with a meson (base.conf's QEMU*_MESON) configures
+with that meson, unpacked from its .deb.  Reconfigures only when the
+options change; the build is incremental.
 Result: QEMU_BUILD_DIR/qemu-system-x86_64.  Log: LOG_DIR/qemu-build.log.
+
+  stock  the same build of the unpatched base (the work tree's "base" tag,
+         checked out in QEMU_STOCK_TREE_DIR, $QEMU_STOCK_TREE_DIR) into
+         QEMU_STOCK_BUILD_DIR ($QEMU_STOCK_BUILD_DIR): the end-to-end
+         test's stock QEMU.  Log: LOG_DIR/qemu-stock-build.log.
 USAGE
 }
+
+DEVICES=$HARNESS_DIR/qemu/x86_64-devices-$QEMU_BASE.mak
 
 CONFIGURE_ARGS=(
 	--target-list=x86_64-softmmu
@@ -25,32 +35,93 @@ CONFIGURE_ARGS=(
 	--enable-kvm --disable-tcg --enable-fdt=system
 	--disable-docs --disable-tools --static --enable-werror
 )
+if [ -f "$DEVICES" ]; then
+	# configure takes a devices file by name, from the source tree
+	CONFIGURE_ARGS+=(--with-devices-x86_64=harness --disable-install-blobs)
+fi
 
+# install_devices TREE: the devices file as configure wants it, kept out
+# of git's view (.git/info/exclude), so the tree still matches the series.
+install_devices() {
+	local tree=$1 exclude
+	[ -f "$DEVICES" ] || return 0
+	cp "$DEVICES" "$tree/configs/devices/x86_64-softmmu/harness.mak"
+	exclude=$(git -C "$tree" rev-parse --git-path info/exclude)
+	case $exclude in /*) ;; *) exclude=$tree/$exclude ;; esac
+	mkdir -p "$(dirname "$exclude")"
+	grep -qx '/configs/devices/x86_64-softmmu/harness.mak' "$exclude" 2>/dev/null ||
+		echo '/configs/devices/x86_64-softmmu/harness.mak' >>"$exclude"
+}
+
+# configure_id TREE: what a build directory was configured from.
+configure_id() {
+	echo "$1 ${CONFIGURE_ARGS[*]} $(cat "$DEVICES" 2>/dev/null | md5sum)"
+}
+
+# needs_configure TREE BUILD
 needs_configure() {
-	local stamp=$QEMU_BUILD_DIR/harness.configure
-	[ -f "$QEMU_BUILD_DIR/build.ninja" ] || return 0
-	[ "$(cat "$stamp" 2>/dev/null)" = "${CONFIGURE_ARGS[*]}" ] || return 0
+	[ -f "$2/build.ninja" ] || return 0
+	[ "$(cat "$2/harness.configure" 2>/dev/null)" = "$(configure_id "$1")" ] || return 0
 	return 1
+}
+
+# build TREE BUILD LOGFILE
+build() {
+	local tree=$1 build=$2 logfile=$3 meson
+	: >"$logfile"
+	install_devices "$tree"
+	meson=$(meson_dir)
+	if needs_configure "$tree" "$build"; then
+		rm -rf "$build"
+		mkdir -p "$build"
+		if [ -n "$meson" ]; then
+			# Debian's meson is Python for Debian's python3, not the
+			# machine's default python3
+			(cd "$build" && PATH=$meson/usr/bin:$PATH \
+				PYTHONPATH=$meson/usr/lib/python3/dist-packages \
+				run_logged "$logfile" "$tree/configure" --python=/usr/bin/python3 \
+				"${CONFIGURE_ARGS[@]}") ||
+				die "$EXIT_BUILD" "QEMU configure failed (see $logfile)"
+		else
+			(cd "$build" && run_logged "$logfile" "$tree/configure" "${CONFIGURE_ARGS[@]}") ||
+				die "$EXIT_BUILD" "QEMU configure failed (see $logfile)"
+		fi
+		configure_id "$tree" >"$build/harness.configure"
+	fi
+	PATH=${meson:+$meson/usr/bin:}$PATH PYTHONPATH=${meson:+$meson/usr/lib/python3/dist-packages} \
+		run_logged "$logfile" ninja -C "$build" -j"$JOBS" qemu-system-x86_64 ||
+		die "$EXIT_BUILD" "QEMU build failed (see $logfile)"
+	log "built $build/qemu-system-x86_64 ($(du -h "$build/qemu-system-x86_64" | cut -f1))"
+}
+
+# stock_tree: QEMU_STOCK_TREE_DIR, a worktree of the work tree at "base".
+stock_tree() {
+	if [ ! -e "$QEMU_STOCK_TREE_DIR/.git" ]; then
+		rm -rf "$QEMU_STOCK_TREE_DIR"
+		git -C "$QEMU_TREE_DIR" worktree prune
+		run git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QEMU_STOCK_TREE_DIR" base >&2
+	fi
+	git -C "$QEMU_STOCK_TREE_DIR" checkout -q --detach -f base
 }
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 	[ -f "$QEMU_TREE_DIR/configure" ] || die "$EXIT_BASE" "no QEMU work tree; run harness/tree.sh qemu apply"
 	ensure_dirs
-	local logfile=$LOG_DIR/qemu-build.log start
+	local start
 	start=$(date +%s)
-	: >"$logfile"
-	if needs_configure; then
-		rm -rf "$QEMU_BUILD_DIR"
-		mkdir -p "$QEMU_BUILD_DIR"
-		(cd "$QEMU_BUILD_DIR" && run_logged "$logfile" "$QEMU_TREE_DIR/configure" "${CONFIGURE_ARGS[@]}") ||
-			die "$EXIT_BUILD" "QEMU configure failed (see $logfile)"
-		echo "${CONFIGURE_ARGS[*]}" >"$QEMU_BUILD_DIR/harness.configure"
-	fi
-	run_logged "$logfile" ninja -C "$QEMU_BUILD_DIR" -j"$JOBS" qemu-system-x86_64 ||
-		die "$EXIT_BUILD" "QEMU build failed (see $logfile)"
-	log "built $QEMU_BUILD_DIR/qemu-system-x86_64 ($(du -h "$QEMU_BUILD_DIR/qemu-system-x86_64" | cut -f1))"
-	stage_time qemu "$start"
+	case "${1:-}" in
+	"")
+		build "$QEMU_TREE_DIR" "$QEMU_BUILD_DIR" "$LOG_DIR/qemu-build.log"
+		stage_time qemu "$start"
+		;;
+	stock)
+		stock_tree
+		build "$QEMU_STOCK_TREE_DIR" "$QEMU_STOCK_BUILD_DIR" "$LOG_DIR/qemu-stock-build.log"
+		stage_time qemu-stock "$start"
+		;;
+	*) usage >&2; exit "$EXIT_USAGE" ;;
+	esac
 }
 
 main "$@"

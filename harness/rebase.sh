@@ -11,13 +11,13 @@ usage() {
 usage: $0 [--dry-run]
 
 Looks up the newest version of each kernel base (base.conf's LINUX_BASES)
-and of the $QEMU_BASE_PACKAGE source package that Debian serves in the
+and of each QEMU base (QEMU_BASES) that Debian serves in the
 pin's suites (harness/fetch.sh's private apt configuration), derives the
 ABI-named packages of the same kernel (the distro config's image and the
 e2e guest's cloud image: the kernel version in their names is replaced),
 downloads every file, computes the sha256 sums and rewrites BASE_CONF
 ($BASE_CONF) with them.  Then re-applies both series to the new bases
-(harness/tree.sh apply for each base, harness/tree.sh qemu apply), which fails loudly
+(harness/tree.sh [qemu] apply for each base), which fails loudly
 when a patch no longer applies.  Review the diff of base.conf, run
 make check, and commit.
 
@@ -102,29 +102,32 @@ rebase_kernel() {
 	rm -rf "$tmp"
 }
 
+# rebase_qemu GROUP: one QEMU base's pins (base.conf's GROUP_*).
 rebase_qemu() {
-	local ver tmp dsc orig debian
-	ver=$(apt_candidate_source "$QEMU_BASE_PACKAGE" "$QEMU_BASE_SUITES")
-	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no source package $QEMU_BASE_PACKAGE"
-	if [ "$ver" = "$QEMU_BASE_VERSION" ]; then
-		log "$QEMU_BASE_PACKAGE (source): $ver is pinned already"
+	local g=$1 ver tmp dsc orig debian pkg cur suites
+	pkg=${g}_PACKAGE cur=${g}_VERSION suites=${g}_SUITES
+	pkg=${!pkg} cur=${!cur} suites=${!suites}
+	ver=$(apt_candidate_source "$pkg" "$suites")
+	[ -n "$ver" ] || die "$EXIT_DEPS" "Debian serves no source package $pkg in $suites"
+	if [ "$ver" = "$cur" ]; then
+		log "$pkg (source, $g): $ver is pinned already"
 		return 0
 	fi
-	log "$QEMU_BASE_PACKAGE (source): $QEMU_BASE_VERSION -> $ver"
+	log "$pkg (source, $g): $cur -> $ver"
 	mkdir -p "$DL_DIR"
 	tmp=$(mktemp -d "$DL_DIR/rebase.XXXXXX")
-	(cd "$tmp" && run apt-get "${APT_OPTS[@]}" source -q --download-only "$QEMU_BASE_PACKAGE=$ver" >&2) ||
-		die "$EXIT_DEPS" "apt-get source $QEMU_BASE_PACKAGE=$ver failed"
+	(cd "$tmp" && run apt-get "${APT_OPTS[@]}" source -q --download-only "$pkg=$ver" >&2) ||
+		die "$EXIT_DEPS" "apt-get source $pkg=$ver failed"
 	dsc=$(cd "$tmp" && ls -- *.dsc)
 	orig=$(cd "$tmp" && ls -- *.orig.tar.*)
 	debian=$(cd "$tmp" && ls -- *.debian.tar.*)
-	set_pin QEMU_BASE_VERSION "$ver"
-	set_pin QEMU_BASE_DSC "$dsc"
-	set_pin QEMU_BASE_DSC_SHA256 "$(sha_of "$tmp/$dsc")"
-	set_pin QEMU_BASE_ORIG "$orig"
-	set_pin QEMU_BASE_ORIG_SHA256 "$(sha_of "$tmp/$orig")"
-	set_pin QEMU_BASE_DEBIAN "$debian"
-	set_pin QEMU_BASE_DEBIAN_SHA256 "$(sha_of "$tmp/$debian")"
+	set_pin "${g}_VERSION" "$ver"
+	set_pin "${g}_DSC" "$dsc"
+	set_pin "${g}_DSC_SHA256" "$(sha_of "$tmp/$dsc")"
+	set_pin "${g}_ORIG" "$orig"
+	set_pin "${g}_ORIG_SHA256" "$(sha_of "$tmp/$orig")"
+	set_pin "${g}_DEBIAN" "$debian"
+	set_pin "${g}_DEBIAN_SHA256" "$(sha_of "$tmp/$debian")"
 	if [ "$DRY_RUN" = 0 ]; then
 		mkdir -p "$QEMU_SRC_DIR"
 		mv "$tmp"/* "$QEMU_SRC_DIR"/
@@ -145,7 +148,9 @@ main() {
 	for b in $(linux_bases); do
 		rebase_kernel "$(linux_pin "$b")"
 	done
-	rebase_qemu
+	for b in $(qemu_bases); do
+		rebase_qemu "$(pair_lookup "$QEMU_BASES" "$b")"
+	done
 	if [ "$DRY_RUN" = 1 ] || [ "${NO_APPLY:-0}" = 1 ]; then
 		log "not re-applied (dry run or NO_APPLY=1)"
 		return 0
@@ -155,7 +160,9 @@ main() {
 	for b in $(linux_bases); do
 		LINUX_BASE=$b "$HARNESS_DIR/tree.sh" apply
 	done
-	"$HARNESS_DIR/tree.sh" qemu apply
+	for b in $(qemu_bases); do
+		QEMU_BASE=$b "$HARNESS_DIR/tree.sh" qemu apply
+	done
 	log "both series apply to the new bases; review 'git diff $BASE_CONF', run make check, commit"
 }
 

@@ -337,6 +337,13 @@ boot_l2() {
 	ROUND=${r:-1}
 }
 
+# mig_status: the migration status "info migrate" printed in MON_OUT
+# ("Migration status: X" up to QEMU 9, "Status: X" since QEMU 10).
+mig_status() {
+	printf '%s\n' "$MON_OUT" | tr -d '\r' |
+		awk '/^(Migration status|Status):/ { sub(/^[^:]*:[ \t]*/, ""); print $1; exit }'
+}
+
 # save_vm: stop the current QEMU, save it to $MIG, read its offsets
 # (SRC_OFFSETS), quit it.  T_STOP: L1's time of the stop.
 save_vm() {
@@ -348,9 +355,9 @@ save_vm() {
 	deadline=$((T_STOP + MIGRATE_TIMEOUT * 1000))
 	while :; do
 		mon "info migrate" || { say "error: source monitor gone"; return 1; }
-		case "$MON_OUT" in
-		*"Migration status: completed"*) break ;;
-		*"Migration status: failed"*|*"Migration status: cancelled"*)
+		case "$(mig_status)" in
+		completed) break ;;
+		failed|cancelled)
 			say "error: saving failed"
 			printf '%s\n' "$MON_OUT" | prefix mon
 			return 1 ;;
@@ -401,8 +408,8 @@ load_vm() {
 		*"VM status: paused (inmigrate)"*) ;;
 		*"VM status: paused"*)
 			mon "info migrate"
-			case "$MON_OUT" in
-			*"Migration status: failed"*)
+			case "$(mig_status)" in
+			failed)
 				REFUSAL="info migrate: failed"
 				return 1 ;;
 			esac
