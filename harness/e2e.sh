@@ -26,7 +26,7 @@ export QEMU_TIMEOUT=${QEMU_TIMEOUT:-1200}
 export QEMU_SMP=${QEMU_SMP:-4}
 export QEMU_MEM=${QEMU_MEM:-3G}
 # Passed on to harness/guest/tsc_e2e.sh when set.
-GUEST_VARS=(L2_BOOT_TIMEOUT MIGRATE_TIMEOUT REPORT_TIMEOUT REPORT_DELAY TOL_NS)
+GUEST_VARS=(L2_BOOT_TIMEOUT MIGRATE_TIMEOUT REPORT_TIMEOUT REPORT_DELAY TOL_NS CAP_TOL_NS)
 FIRMWARE=(/usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin
 	/usr/share/qemu/kvmvapic.bin)
 

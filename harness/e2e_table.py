@@ -22,6 +22,7 @@ TITLES = {
     "patched-to-stock-refused": "patched QEMU (precise-tsc=on) -> {stock}: an old destination must refuse the stream",
     "precise-6s": "patched QEMU -> patched QEMU, precise-tsc=on, downtime target 6 s (the refused attempt included)",
     "precise-min": "patched QEMU -> patched QEMU, precise-tsc=on, the shortest downtime the emulator allows",
+    "precise-cap": "patched QEMU -> patched QEMU, precise-tsc=on, precise-tsc-max-downtime=2000, cont 4 s after the load: the TSC and kvm-clock count 2 s",
     "precise-to-off-min": "patched QEMU -> patched QEMU with precise-tsc=off: the TSC state is received, IA32_TSC restored",
     "stock-6s": "{stock} -> {stock} (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
     "stock-to-patched-min": "{stock} -> patched QEMU, precise-tsc=on: an old source sends no state, legacy restore",
