@@ -20,6 +20,7 @@ ROW_RE = re.compile(r"e2e: row (.*)$")
 
 TITLES = {
     "patched-to-stock-refused": "patched QEMU (precise-tsc=on) -> {stock}: an old destination must refuse the stream",
+    "unknown-flags-refused": "the same stream with a flag no QEMU knows in cpu/tsc_state -> patched QEMU: must be refused",
     "precise-6s": "patched QEMU -> patched QEMU, precise-tsc=on, downtime target 6 s (the refused attempt included)",
     "precise-min": "patched QEMU -> patched QEMU, precise-tsc=on, the shortest downtime the emulator allows",
     "precise-cap": "patched QEMU -> patched QEMU, precise-tsc=on, precise-tsc-max-downtime=2000, cont 4 s after the load: the TSC and kvm-clock count 2 s",

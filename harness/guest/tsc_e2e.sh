@@ -33,7 +33,7 @@ OFF_ACCEL=${OFF_ACCEL:-kvm,precise-tsc=off}
 # two levels of virtualization.  tsc_monitor reads the whole kernel log
 # from /dev/kmsg instead.
 L2_LOGLEVEL=${L2_LOGLEVEL:-4}
-NR_CASES=8
+NR_CASES=9
 # The patched QEMU is built without default devices: no HPET, no vmport.
 # The stock one leaves them out too, or the streams do not match.
 MACHINE=${MACHINE:-pc,hpet=off,vmport=off}
@@ -652,6 +652,50 @@ refused_case() {
 	esac
 }
 
+# flag_bytes VALUE: write byte VALUE (octal escape) at the most
+# significant byte of the flags of every vCPU's cpu/tsc_state in $MIG
+# (the subsection's name, its version_id, then the flags, big-endian).
+flag_bytes() {
+	for o in $FLAG_OFFS; do
+		printf "$1" | dd of="$MIG" bs=1 seek=$((o + 13 + 4)) conv=notrunc 2>/dev/null
+	done
+}
+
+# unknown_flags_case NAME: the precise stream in $MIG with a flag no QEMU
+# knows (bit 31) in every vCPU's cpu/tsc_state: the patched QEMU must
+# refuse it, saying so.  $MIG is restored for the next case.
+unknown_flags_case() {
+	if [ -n "$BROKEN" ]; then
+		result 1 "$1" "$BROKEN"
+		return
+	fi
+	FLAG_OFFS=$(strings -t d -n 13 "$MIG" | awk '$2 == "cpu/tsc_state" { print $1 }')
+	if [ -z "$FLAG_OFFS" ]; then
+		result 1 "$1" "no cpu/tsc_state subsection in the stream"
+		return
+	fi
+	say "cpu/tsc_state at offsets $(echo $FLAG_OFFS): flags bit 31 set"
+	flag_bytes '\200'
+	load_vm "$1" "$PATCHED_QEMU" "$PATCHED_ACCEL"
+	rc=$?
+	qemu_running && qemu_quit
+	flag_bytes '\000'
+	case $rc in
+	1) outcome=refused ;;
+	0) outcome=accepted ;;
+	*) outcome=failed ;;
+	esac
+	row "$1" precise "" "result=$outcome"
+	if [ $rc = 1 ] && grep -q 'unknown flags' "$QERR"; then
+		say "refused: $(grep 'unknown flags' "$QERR" | head -n 1)"
+		result 0 "$1"
+	elif [ $rc = 1 ]; then
+		result 1 "$1" "refused, but not for the flags: $REFUSAL"
+	else
+		result 1 "$1" "a stream with unknown flags was $outcome: $REFUSAL"
+	fi
+}
+
 # reload_case NAME DOWNTIME_MS: the same stream into the patched QEMU.
 reload_case() {
 	if [ -n "$BROKEN" ]; then
@@ -691,6 +735,7 @@ main() {
 	# watchdog still watches the TSC; then the compatibility cases.
 	start_guest guest-a "$PATCHED_QEMU" "$PATCHED_ACCEL"
 	refused_case patched-to-stock-refused
+	unknown_flags_case unknown-flags-refused
 	reload_case precise-6s 6000
 	migrate_case precise-min precise "$PATCHED_QEMU" "$PATCHED_ACCEL" 0 1
 	migrate_case precise-cap precise "$PATCHED_QEMU" \
