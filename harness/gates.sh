@@ -93,11 +93,7 @@ gtree() {
 prepare_worktree() {
 	mkdir -p "$GATES_DIR" "$GLOG"
 	[ -d "$TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" apply
-	if [ ! -e "$GTREE/.git" ]; then
-		rm -rf "$GTREE"
-		git -C "$TREE_DIR" worktree prune
-		run git -C "$TREE_DIR" worktree add -q --detach "$GTREE" base >&2
-	fi
+	git_worktree "$TREE_DIR" "$GTREE" base
 	gtree am --abort >/dev/null 2>&1 || true
 	gtree checkout -q --detach -f base
 	gtree clean -q -f -d
@@ -497,11 +493,7 @@ qemu_am_series() {
 	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply
 	local p i=0 n status=0
 	n=$(qemu_series_files | wc -l)
-	if [ ! -e "$QTREE/.git" ]; then
-		rm -rf "$QTREE"
-		git -C "$QEMU_TREE_DIR" worktree prune
-		run git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QTREE" base >&2
-	fi
+	git_worktree "$QEMU_TREE_DIR" "$QTREE" base
 	git -C "$QTREE" am --abort >/dev/null 2>&1 || true
 	git -C "$QTREE" checkout -q --detach -f base
 	git -C "$QTREE" clean -q -f -d

@@ -154,6 +154,17 @@ run() {
 	"$@"
 }
 
+# git_worktree REPO DIR REV: DIR, a detached git worktree of REPO at REV,
+# made once (a DIR that is not a worktree is replaced); the caller checks
+# out what it needs.
+git_worktree() {
+	local repo=$1 dir=$2 rev=$3
+	[ -e "$dir/.git" ] && return 0
+	rm -rf "$dir"
+	git -C "$repo" worktree prune
+	run git -C "$repo" worktree add -q --detach "$dir" "$rev" >&2
+}
+
 # run_logged LOGFILE CMD...: print the command, append its output to LOGFILE,
 # and show the last lines of LOGFILE when it fails.
 run_logged() {

@@ -96,11 +96,7 @@ build() {
 
 # stock_tree: QEMU_STOCK_TREE_DIR, a worktree of the work tree at "base".
 stock_tree() {
-	if [ ! -e "$QEMU_STOCK_TREE_DIR/.git" ]; then
-		rm -rf "$QEMU_STOCK_TREE_DIR"
-		git -C "$QEMU_TREE_DIR" worktree prune
-		run git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QEMU_STOCK_TREE_DIR" base >&2
-	fi
+	git_worktree "$QEMU_TREE_DIR" "$QEMU_STOCK_TREE_DIR" base
 	git -C "$QEMU_STOCK_TREE_DIR" checkout -q --detach -f base
 }
 

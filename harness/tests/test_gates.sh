@@ -183,11 +183,8 @@ case_maintainers() {
 # qemu_make_patch NAME FILE CMD TEXT: a QEMU patch on top of the QEMU base
 # in which CMD (new_file or append_to) puts TEXT into FILE.
 qemu_make_patch() {
-	if [ ! -e "$QTREE/.git" ]; then
-		[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply >/dev/null
-		git -C "$QEMU_TREE_DIR" worktree prune
-		git -C "$QEMU_TREE_DIR" worktree add -q --detach "$QTREE" base
-	fi
+	[ -d "$QEMU_TREE_DIR/.git" ] || "$HARNESS_DIR/tree.sh" qemu apply >/dev/null
+	git_worktree "$QEMU_TREE_DIR" "$QTREE" base 2>/dev/null
 	patch_in "$QTREE" target/i386/kvm "$1" "$2" "$3" "$4"
 }
 
