@@ -23,17 +23,19 @@ BUILD_DIR/kbuild-debug-base) with tsc_state_fuzz -b: the same
 concurrency with KVM_VCPU_TSC_OFFSET and KVM_SET_CLOCK in place of the
 series' ioctls.  FUZZ_CASES ($FUZZ_CASES) is a -c list of
 tsc_state_fuzz; FUZZ_WATCHDOG ($FUZZ_WATCHDOG) is the seconds after which
-a run counts as hung: it then dumps every task's stack (sysrq-t), its
+a case counts as hung: it then dumps every task's stack (sysrq-t), its
 threads' wait channels and the last lines of a trace of KVM's and the
-hrtimer events.  Prints the runs passed, failed and hung, and the seed
-of each failure (replay: tsc_state_fuzz -s SEED -c FUZZ_CASES).  Any
-debug-kernel report fails the loop.
+hrtimer events.  Prints the runs passed, failed and hung, the seed of
+each failure (replay: tsc_state_fuzz -s SEED -c FUZZ_CASES), and how
+often a case met the emulator's recorded corruption and ran again (see
+on_bad_exit() in harness/guest/tsc_state_fuzz.c).  Any debug-kernel
+report fails the loop.
 USAGE
 }
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local set status=0 fragments i out args="" empty name=fuzz-loop${FUZZ_BASE:+-base}
+	local set status=0 fragments i out args="" empty name=fuzz-loop${FUZZ_BASE:+-base} ncases
 	mapfile -t fragments < <(kvm_test_fragments)
 	fragments+=("$HARNESS_DIR/config/debug.config")
 	if [ -n "${FUZZ_BASE:-}" ]; then
@@ -59,8 +61,10 @@ main() {
 	ensure_dirs
 	set=$LOG_DIR/$name.list
 	: >"$set"
+	# The watchdog bounds each case; the run's timeout, all of them.
+	ncases=$(tr ',' '\n' <<<"$FUZZ_CASES" | grep -c .)
 	for i in $(seq "$FUZZ_COUNT"); do
-		echo "tsc_state_fuzz $((FUZZ_WATCHDOG + 60)) -c $FUZZ_CASES -t -w $FUZZ_WATCHDOG$args" >>"$set"
+		echo "tsc_state_fuzz $((ncases * FUZZ_WATCHDOG + 60)) -c $FUZZ_CASES -t -w $FUZZ_WATCHDOG$args" >>"$set"
 	done
 	out=$LOG_DIR/$name.out
 	QEMU_TIMEOUT=${QEMU_TIMEOUT:-$((FUZZ_COUNT * 60 + 600))} KTAP_FLAGS=--splats \
@@ -70,10 +74,11 @@ main() {
 		/^# # seed / { seed = $4 }
 		/^ok [0-9]+ selftests: kvm: tsc_state_fuzz/ { ok++ }
 		/^# Bail out! watchdog/ { hung++; print "hung:   seed " seed }
+		/^# # .*: rerun once after the emulator/ { emu++; print "emulator: seed " seed " (" $3 " ran again)" }
 		/^not ok [0-9]+ selftests: kvm: tsc_state_fuzz/ { bad++; print "failed: seed " seed " (" $0 ")" }
 		END {
-			printf "%s: %d of %d runs passed, %d failed (%d hung), %d did not report\n",
-			       name, ok, count, bad, hung, count - ok - bad
+			printf "%s: %d of %d runs passed, %d failed (%d hung), %d did not report; %d cases ran again after the emulator'"'"'s corruption\n",
+			       name, ok, count, bad, hung, count - ok - bad, emu
 		}'
 	cat "$out"
 	return "$status"

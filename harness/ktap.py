@@ -16,7 +16,8 @@ the clocksource is not tsc, or KVM's TSC kHz disagrees with the clocksource
 calibration by more than KVM's own tolerance (250 ppm).
 
 Prints one line "N passed, N failed, N skipped", then "FAIL: name" for
-each failure.  Exit status: 0 all passed, 15 environment error, 16 a test
+each failure; a failed test's last diagnostic lines follow it, indented
+with "  | ", so that a summary alone says why (CI shows only the tail).  Exit status: 0 all passed, 15 environment error, 16 a test
 failed or the run was incomplete.
 """
 
@@ -66,16 +67,32 @@ def classify(kind, directive):
     return "fail"
 
 
+DETAIL_LINES = 12
+
+
+def last_diagnostics(body):
+    """A test's last output lines, its own KTAP plan and results left out."""
+    diag = []
+    for line in body:
+        if PLAN_RE.match(line) or RESULT_RE.match(line) or line.startswith("TAP version"):
+            continue
+        diag.append(line[2:] if line.startswith("# ") else line)
+    return diag[-DETAIL_LINES:]
+
+
 class Summary:
     def __init__(self):
         self.results = []  # (name, status, note)
         self.env_errors = []
+        self.details = {}  # index in results -> diagnostic lines
 
-    def add(self, name, status, note=""):
+    def add(self, name, status, note="", detail=None):
+        if detail and status == "fail":
+            self.details[len(self.results)] = detail
         self.results.append((name, status, note))
 
-    def fail(self, name, note):
-        self.add(name, "fail", note)
+    def fail(self, name, note, detail=None):
+        self.add(name, "fail", note, detail)
 
     def count(self, status):
         return sum(1 for r in self.results if r[1] == status)
@@ -138,15 +155,20 @@ def parse_top(lines, summary):
 def add_test(summary, name, top_status, rest, body):
     note = rest.split(" # ", 1)[1] if " # " in rest else ""
     plan, cases = nested_cases(body)
+    detail = last_diagnostics(body)
     if not cases:
-        summary.add(name, top_status, note)
+        summary.add(name, top_status, note, detail)
         return
     for num, case_desc, status in cases:
         summary.add("%s: %s" % (name, case_desc or num), status)
     if plan is not None and len(cases) < plan:
-        summary.fail(name, "short plan: %d of %d cases reported" % (len(cases), plan))
+        summary.fail(name, "short plan: %d of %d cases reported" % (len(cases), plan), detail)
     elif top_status == "fail" and all(c[2] != "fail" for c in cases):
-        summary.fail(name, "exited with failure after its cases")
+        summary.fail(name, "exited with failure after its cases", detail)
+    elif top_status == "fail":
+        # Its failed cases are listed; their diagnostics go with the first.
+        summary.details.setdefault(len(summary.results) - len(cases) +
+                                   [c[2] for c in cases].index("fail"), detail)
 
 
 def check_environment(lines, summary):
@@ -232,9 +254,10 @@ def main(argv):
         out.append("ENVIRONMENT ERROR: " + err)
     out.append("%d passed, %d failed, %d skipped"
                % (summary.count("pass"), summary.count("fail"), summary.count("skip")))
-    for name, status, note in summary.results:
+    for i, (name, status, note) in enumerate(summary.results):
         if status == "fail":
             out.append("FAIL: %s%s" % (name, " (%s)" % note if note else ""))
+            out.extend("  | " + l for l in summary.details.get(i, []))
     text = "\n".join(out) + "\n"
     sys.stdout.write(text)
     if args.summary:
