@@ -27,13 +27,16 @@ REPORT_DELAY=${REPORT_DELAY:-1.5}
 TOL_NS=${TOL_NS:-1000000}
 CAP_TOL_NS=${CAP_TOL_NS:-100000000}
 OFF_ACCEL=${OFF_ACCEL:-kvm,precise-tsc=off}
+# precise-tsc with vcpu.rst's recipe (KVM_GET_CLOCK, KVM_VCPU_TSC_OFFSET)
+# where the kernel has the new ioctls too, to compare them.
+RECIPE_ACCEL=${RECIPE_ACCEL:-$PATCHED_ACCEL,x-precise-tsc-recipe=on}
 # The guest's kernel prints only errors on its console: a migrated guest
 # was seen to reset without a word (no panic) in the middle of printing
 # the watchdog's lines, every byte over the emulated UART an exit through
 # two levels of virtualization.  tsc_monitor reads the whole kernel log
 # from /dev/kmsg instead.
 L2_LOGLEVEL=${L2_LOGLEVEL:-4}
-NR_CASES=9
+NR_CASES=11
 # The patched QEMU is built without default devices: no HPET, no vmport.
 # The stock one leaves them out too, or the streams do not match.
 MACHINE=${MACHINE:-pc,hpet=off,vmport=off}
@@ -446,6 +449,13 @@ resume_vm() {
 	*) say "error: not running after cont"; return 1 ;;
 	esac
 	say "cont after $DOWNTIME_MS ms; destination offsets $DST_OFFSETS"
+	# QEMU's warnings and errors of the restore, if any
+	{
+		# (the monitor's echo of the command is the line with escapes)
+		printf '%s\n' "$CONT_OUT" | tr -d '\r' | grep -v -e '^$' -e '^(qemu)' -e "$(printf '\033')" |
+			sed 's/^/cont printed: /'
+		grep -h 'precise-tsc' "$QERR" | sed 's/^/stderr: /'
+	} | while read -r l; do say "$l"; done
 }
 
 # report: ask tsc_monitor for the round; its lines in $W/round.R.
@@ -738,6 +748,10 @@ main() {
 	unknown_flags_case unknown-flags-refused
 	reload_case precise-6s 6000
 	migrate_case precise-min precise "$PATCHED_QEMU" "$PATCHED_ACCEL" 0 1
+	# The recipe: restored from the ioctls' state, then saved and
+	# restored by itself; precise-cap restores its state with the ioctls.
+	migrate_case recipe-min recipe "$PATCHED_QEMU" "$RECIPE_ACCEL" 0 1
+	migrate_case recipe-6s recipe "$PATCHED_QEMU" "$RECIPE_ACCEL" 6000 1
 	migrate_case precise-cap precise "$PATCHED_QEMU" \
 		"$PATCHED_ACCEL,precise-tsc-max-downtime=2000" +4000 cap:2000
 	migrate_case precise-to-off-min legacy "$PATCHED_QEMU" "$OFF_ACCEL" 0 0
