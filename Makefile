@@ -8,7 +8,7 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export rebase newer-base \
-	kernel selftests test-parser test-fetch gates test-gates mutants loop fuzz-loop clean qemu e2e e2e-loop demo-vmm
+	kernel selftests test-parser test-fetch gates test-gates mutants loop fuzz-loop clean qemu e2e e2e-loop e2e-base demo-vmm
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply both series, build kernel,"
@@ -30,6 +30,7 @@ help:
 	@echo "make qemu        build the patched QEMU 10.2 (static, KVM only) in $(BUILD_DIR)/qemu-build"
 	@echo "make e2e         live-migrate a Debian guest with stock and patched QEMU inside the test VM"
 	@echo "make e2e-loop    make e2e LOOP_COUNT (20) times: flake counts"
+	@echo "make e2e-base    make e2e on the unpatched base kernel: the QEMU series' vcpu.rst recipe"
 	@echo "make newer-base  does Debian serve newer bases than the pins, and do the series apply and build there?"
 	@echo "make rebase      move harness/base.conf's pins to the newest versions Debian serves, re-apply both series"
 	@echo "make kernel | selftests | test-parser | test-fetch | deps | clean"
@@ -98,6 +99,9 @@ e2e:
 
 e2e-loop:
 	$(H)/e2e.sh loop
+
+e2e-base:
+	$(H)/e2e.sh base
 
 kernel:
 	$(H)/kernel.sh

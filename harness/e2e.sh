@@ -37,13 +37,17 @@ ENV_SIGNATURES='get_mmio_spte|reserved bits|fpu_swap_kvm_fpstate|self-detected s
 
 usage() {
 	cat <<USAGE
-usage: $0 [run|loop|demo|prepare]
+usage: $0 [run|loop|demo|base|prepare]
 
   prepare  fetch the L2 kernel ($L2_PACKAGE
            $L2_VERSION, sha256
            checked), build tsc_monitor, the L2 initramfs and the payload
            copied into the test VM: both QEMUs, their libraries, firmware
   demo     build both series (unless NO_BUILD=1), then run, with a heading
+  base     the same run on the unpatched base kernel (no KVM_CAP_PRECISE_TSC),
+           built in BUILD_DIR/linux-base and BUILD_DIR/kbuild-base unless
+           NO_BUILD=1: the patched QEMU's precise-tsc then uses vcpu.rst's
+           recipe (QEMU patch 5); logs $LOG_DIR/e2e-base.*
   loop     run LOOP_COUNT (default 20) times; one line per run, the tally
            in LOG_DIR/$RUN_NAME-loop.txt
   run      (default) prepare, then boot the test VM on harness/sets/e2e.list
@@ -295,9 +299,25 @@ demo_e2e() {
 	return "$status"
 }
 
+# base: the migrations on the unpatched base kernel, where the patched
+# QEMU has only vcpu.rst's recipe: what users of stock kernels get.
+base_e2e() {
+	export TREE_DIR=$BUILD_DIR/linux-base KBUILD_DIR=$BUILD_DIR/kbuild-base
+	RUN_NAME=e2e-base
+	if [ "${NO_BUILD:-0}" != 1 ]; then
+		"$HARNESS_DIR/deps.sh"
+		apply_base_tree
+		# shellcheck disable=SC2046
+		"$HARNESS_DIR/kernel.sh" $(kvm_test_fragments)
+		run make -s -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 headers_install
+	fi
+	run_e2e
+}
+
 main() {
 	case "${1:-run}" in
 	run) run_e2e ;;
+	base) base_e2e ;;
 	demo) demo_e2e ;;
 	loop) loop_e2e ;;
 	prepare) prepare ;;

@@ -35,7 +35,7 @@ USAGE
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local set status=0 fragments i out args="" empty name=fuzz-loop${FUZZ_BASE:+-base} ncases
+	local set status=0 fragments i out args="" name=fuzz-loop${FUZZ_BASE:+-base} ncases
 	mapfile -t fragments < <(kvm_test_fragments)
 	fragments+=("$HARNESS_DIR/config/debug.config")
 	if [ -n "${FUZZ_BASE:-}" ]; then
@@ -45,10 +45,7 @@ main() {
 		args=" -b"
 		if [ -z "${NO_BUILD:-}" ]; then
 			"$HARNESS_DIR/deps.sh"
-			empty=$(mktemp -d)
-			: >"$empty/series"
-			PATCH_DIR=$empty "$HARNESS_DIR/tree.sh" apply
-			rm -rf "$empty"
+			apply_base_tree
 			"$HARNESS_DIR/kernel.sh" "${fragments[@]}"
 			# The uAPI headers (for the guest tools) and the selftests.
 			"$HARNESS_DIR/selftests.sh"

@@ -264,6 +264,16 @@ kvm_test_fragments() {
 	[ ! -f "$extra" ] || echo "$extra"
 }
 
+# apply_base_tree: the unpatched base in TREE_DIR (an empty series), for
+# the targets that compare with it.
+apply_base_tree() {
+	local empty
+	empty=$(mktemp -d)
+	: >"$empty/series"
+	PATCH_DIR=$empty "$HARNESS_DIR/tree.sh" apply
+	rm -rf "$empty"
+}
+
 # build_series [FRAGMENT...]: what every target that boots needs first:
 # packages, patches/ applied, the kernel (kernel.sh's default fragments or
 # the given ones) and the selftests.
