@@ -34,6 +34,7 @@
 #include "minivmm.h"
 
 static int watchdog_s = 600;	/* -w */
+static bool in_child;		/* a case's child process (run_unit()) */
 static bool trace_kvm;		/* -t */
 static bool base_ioctls;	/* -b */
 
@@ -1622,7 +1623,7 @@ static void watchdog(int sig)
 	dump_kernel();
 	printf("Bail out! watchdog: not finished after %d s (deadlock?)\n", watchdog_s);
 	fflush(stdout);
-	_exit(UNIT_WATCHDOG);
+	_exit(in_child ? UNIT_WATCHDOG : 1);
 }
 
 /* Make CLOCK_TAI differ from CLOCK_REALTIME for the run (root only); -1: left as is. */
@@ -1655,12 +1656,14 @@ static void run_unit(const char *name, void (*run)(void), int st)
 	pid_t pid;
 
 	(void)st;	/* unused without the series' uAPI (-b only) */
+	running = name;
 	for (attempt = 1;; attempt++) {
 		fflush(stdout);
 		pid = fork();
 		if (pid < 0)
 			die("fork: %s", strerror(errno));
 		if (!pid) {
+			in_child = true;
 			failures = 0;
 			alarm(watchdog_s);
 			if (run)
@@ -1672,9 +1675,12 @@ static void run_unit(const char *name, void (*run)(void), int st)
 			fflush(stdout);
 			_exit(failures ? UNIT_FAILED : UNIT_OK);
 		}
+		/* A backstop, should the child's own watchdog not end it */
+		alarm(watchdog_s + 30);
 		while (waitpid(pid, &status, 0) < 0)
 			if (errno != EINTR)
 				die("waitpid: %s", strerror(errno));
+		alarm(watchdog_s);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == UNIT_EMULATOR && attempt == 1) {
 			rng_state = rnd(&rng_state) | 1;
 			printf("# %s: rerun once after the emulator's corruption, seed %#" PRIx64 "\n",
@@ -1782,6 +1788,7 @@ int main(int argc, char **argv)
 		only = "concurrency,kvmclock_race";
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGALRM, watchdog);
+	alarm(watchdog_s);	/* the setup; run_unit() re-arms it per case */
 
 	open_kvm();
 	for (c = 0; c < NR_CASES; c++) {
