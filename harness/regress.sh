@@ -115,11 +115,7 @@ write_baseline() {
 }
 
 cmd_record() {
-	local empty
-	empty=$(mktemp -d)
-	: >"$empty/series"
-	PATCH_DIR=$empty "$HARNESS_DIR/tree.sh" apply
-	rm -rf "$empty"
+	apply_base_tree
 	build_and_boot
 	write_baseline
 }
