@@ -107,6 +107,8 @@ case_sha-mismatch() {
 	local conf status bad=0000000000000000000000000000000000000000000000000000000000000000
 	conf=$(conf_with "L2_DEB_SHA256=$bad")
 	mkdir -p "$SCRATCH/dl-sha-mismatch"
+	# The control downloaded it; a copy spares the second download.
+	cp "$SCRATCH"/dl-control/$(deb_glob "$L2_PACKAGE" "$L2_VERSION") "$SCRATCH/dl-sha-mismatch/" 2>/dev/null || true
 	status=$(BASE_CONF=$conf DL_DIR=$SCRATCH/dl-sha-mismatch "$FETCH" l2 >"$SCRATCH/sha-mismatch.out" 2>&1; echo $?)
 	expect_lines sha-mismatch "$status" "$EXIT_DEPS" \
 		"records $bad (L2_DEB_SHA256)" "has sha256 $L2_DEB_SHA256"
