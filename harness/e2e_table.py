@@ -4,7 +4,8 @@
 prints ("e2e: row key=value ..."), found anywhere in a KTAP or console log.
 
 One table per migration: for each vCPU of the guest, the downtime L1
-measured (HMP stop to cont), the guest TSC's jump across the migration,
+measured (the stop, a live migration's switchover by QEMU's own account,
+to cont), the guest TSC's jump across the migration,
 that jump minus L1's time across the same gap (measured in the guest by
 ptp_kvm: the TSC's error), the offset L1's debugfs shows before and after,
 and kvm-clock minus the TSC across the gap; then the offset spread, the
@@ -26,6 +27,7 @@ TITLES = {
     "recipe-min": "patched QEMU (precise-tsc=on) -> patched QEMU with x-precise-tsc-recipe=on: vcpu.rst's recipe restores the ioctls' state, shortest downtime",
     "recipe-6s": "patched QEMU -> patched QEMU, both x-precise-tsc-recipe=on (vcpu.rst's recipe, KVM_GET_CLOCK and KVM_VCPU_TSC_OFFSET), downtime target 6 s",
     "precise-cap": "patched QEMU (x-precise-tsc-recipe=on) -> patched QEMU, precise-tsc=on, precise-tsc-max-downtime=2000, cont 4 s after the load: the TSC and kvm-clock count 2 s",
+    "saved-6s": "patched QEMU, HMP stop and then a migration to a file (virsh save's way, not live) -> patched QEMU, precise-tsc=on, cont 6 s after the stop: the TSC and kvm-clock count none of it",
     "precise-to-off-min": "patched QEMU -> patched QEMU with precise-tsc=off: the TSC state is received, IA32_TSC restored",
     "stock-6s": "{stock} -> {stock} (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
     "stock-to-patched-min": "{stock} -> patched QEMU, precise-tsc=on: an old source sends no state, legacy restore",

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # The end-to-end live-migration test (harness/e2e.sh), inside the test VM:
 # boots a Debian kernel (L2) under the patched QEMU with KVM and migrates
-# it several times in a row (stop, save to a file, quit, restore after a
-# pause, continue), then boots it again under Debian's QEMU and does the
+# it several times in a row (a live migration to a file, whose switchover
+# stops the VM; quit; restore after a pause; continue), and once as
+# virsh save does (stop, then migrate), then boots it again under
+# Debian's QEMU and does the
 # same, and asks the guest's tsc_monitor after each migration what it did
 # to its clocks.  Each guest starts with its clocksource watchdog armed,
 # so the precise and the stock rows are measured alike.  KTAP, one case
@@ -36,7 +38,7 @@ RECIPE_ACCEL=${RECIPE_ACCEL:-$PATCHED_ACCEL,x-precise-tsc-recipe=on}
 # two levels of virtualization.  tsc_monitor reads the whole kernel log
 # from /dev/kmsg instead.
 L2_LOGLEVEL=${L2_LOGLEVEL:-4}
-NR_CASES=11
+NR_CASES=12
 # The patched QEMU is built without default devices: no HPET, no vmport.
 # The stock one leaves them out too, or the streams do not match.
 MACHINE=${MACHINE:-pc,hpet=off,vmport=off}
@@ -171,6 +173,7 @@ qemu_start() {
 		-chardev pipe,id=ser0,path="$F.ser" -serial chardev:ser0 \
 		-chardev pipe,id=mon0,path="$F.mon" -mon chardev=mon0,mode=readline \
 		-d cpu_reset -D "$W/qemu.$QN.$QNAME.log" \
+		-trace vm_state_notify -msg timestamp=on \
 		"$@" </dev/null >"$QERR" 2>&1 8>&- 9>&- &
 	QPID=$!
 	if mon_wait_prompt "$off" 30; then
@@ -348,15 +351,51 @@ mig_status() {
 		awk '/^(Migration status|Status):/ { sub(/^[^:]*:[ \t]*/, ""); print $1; exit }'
 }
 
-# save_vm: stop the current QEMU, save it to $MIG, read its offsets
-# (SRC_OFFSETS), quit it.  T_STOP: L1's time of the stop.
+# mig_stop_ms: from the source's "info migrate" of a completed migration,
+# the time from the migrate command to the switchover's stop (QEMU's
+# total time minus its downtime); QEMU 10.2 prints "Time (ms): total=N,
+# ..., down=N", 7.2 "total time: N ms" and "downtime: N ms".
+mig_stop_ms() {
+	printf '%s\n' "$MON_OUT" | tr -d '\r' | awk '
+		/total=/ { for (i = 1; i <= NF; i++) { sub(/,$/, "", $i)
+			if ($i ~ /^total=/) t = substr($i, 7); if ($i ~ /^down=/) d = substr($i, 6) } }
+		/^total time:/ { t = $3 }
+		/^downtime:/ { d = $2 }
+		END { if (t != "" && d != "") print t - d }'
+}
+
+# trace_stop_ms LOG: L1's time (ms) of the last stop into finish-migrate
+# in a QEMU's -D log (-trace vm_state_notify -msg timestamp=on): QEMU 10.2
+# prefixes "2026-12-07T03:01:02.123456Z ", 7.2 "PID@SECONDS.MICROSECONDS:".
+trace_stop_ms() {
+	l=$(grep 'vm_state_notify running 0 .*(finish-migrate)' "$1" 2>/dev/null | tail -n 1)
+	case $l in
+	[0-9]*@[0-9]*)
+		echo "$l" | awk -F'[@.:]' '{ printf "%.0f\n", $2 * 1000 + int($3 / 1000) }' ;;
+	[0-9][0-9][0-9][0-9]-*T*)
+		ts=${l%% *}
+		sec=$(date -u -D '%Y-%m-%dT%H:%M:%S' -d "${ts%%.*}" +%s) || return 1
+		us=${ts#*.}
+		echo "$sec ${us%Z}" | awk '{ printf "%.0f\n", $1 * 1000 + int($2 / 1000) }' ;;
+	esac
+}
+
+# save_vm [paused]: migrate the current QEMU live to $MIG (the migration
+# stops it at the switchover), read its offsets (SRC_OFFSETS), quit it.
+# With "paused": HMP stop first, then the migration, as virsh save does.
+# T_STOP: L1's time of the stop (for a live migration, from the source's
+# vm_state_notify trace: QEMU's own downtime figure is not the stop's).
 save_vm() {
 	rm -f "$MIG"
 	mon "migrate_set_parameter max-bandwidth 100000" || return 1
-	T_STOP=$(now_ms)
-	mon stop || return 1
+	T_MIG=$(now_ms)
+	T_STOP=
+	if [ "${1:-}" = paused ]; then
+		T_STOP=$T_MIG
+		mon stop || return 1
+	fi
 	mon "migrate -d \"exec:cat > $MIG\"" || return 1
-	deadline=$((T_STOP + MIGRATE_TIMEOUT * 1000))
+	deadline=$((T_MIG + MIGRATE_TIMEOUT * 1000))
 	while :; do
 		mon "info migrate" || { say "error: source monitor gone"; return 1; }
 		case "$(mig_status)" in
@@ -374,8 +413,13 @@ save_vm() {
 	done
 	save_written || { say "error: the migration's cat did not exit"; return 1; }
 	T_SAVED=$(now_ms)
+	if [ -z "$T_STOP" ]; then
+		T_STOP=$(trace_stop_ms "$W/qemu.$QN.$QNAME.log")
+		[ -n "$T_STOP" ] || { say "error: no stop into finish-migrate in the source's trace"; return 1; }
+		say "live migration: the source stopped $((T_STOP - T_MIG)) ms after the migrate command (its vm_state_notify trace); QEMU's own total time minus downtime says $(mig_stop_ms) ms"
+	fi
 	SRC_OFFSETS=$(offsets)
-	say "saved $(stat -c %s "$MIG") bytes in $((T_SAVED - T_STOP)) ms; source offsets $SRC_OFFSETS"
+	say "saved $(stat -c %s "$MIG") bytes in $((T_SAVED - T_MIG)) ms; source offsets $SRC_OFFSETS"
 	qemu_retire
 }
 
@@ -558,8 +602,10 @@ row() {
 # CHECK=1 applies the precise checks; CHECK=cap:MS the same, for a
 # destination with precise-tsc-max-downtime=MS: the TSC and the guest's
 # realtime count MS of the downtime (within CAP_TOL_NS: the downtime is
-# L1's time around HMP stop and cont), kvm-clock agrees with the TSC, and
-# QEMU warned (on the monitor, as cont's output, or on stderr).
+# L1's time from the stop, HMP's or the source's trace of a live
+# migration's, to HMP cont), kvm-clock agrees with the TSC, and QEMU
+# warned (on the monitor, as cont's output, or on stderr); CHECK=saved
+# the same for a state saved from a paused VM: they count none of it.
 finish_case() {
 	if ! report; then
 		fail_case "$1" "no report from the guest"
@@ -573,12 +619,15 @@ finish_case() {
 		printf '%s\n' "$CONT_OUT" | cat - "$QERR" | grep -q 'precise-tsc-max-downtime' ||
 			figures="$figures
 QEMU did not warn that precise-tsc-max-downtime cut the time carried" ;;
+	saved)
+		figures=$(analyse "$W/round.$((ROUND - 1))" \
+			"$((-DOWNTIME_MS * 1000000))" "$CAP_TOL_NS") ;;
 	*) figures=$(analyse "$W/round.$((ROUND - 1))") ;;
 	esac
 	row "$1" "$2" "$(echo "$figures" | head -n 1)"
 	say "time: migration $MIGRATION: stop to cont $DOWNTIME_MS ms, stop to report $(($(now_ms) - T_STOP)) ms"
 	problems=$(echo "$figures" | sed 1d)
-	case $3 in cap:*) set -- "$1" "$2" 1 ;; esac
+	case $3 in cap:*|saved) set -- "$1" "$2" 1 ;; esac
 	if [ "$3" = 1 ]; then
 		sp=$(spread "$DST_OFFSETS")
 		[ "$sp" = 0 ] || problems="destination tsc-offsets differ: $DST_OFFSETS (spread $sp)
@@ -706,6 +755,20 @@ unknown_flags_case() {
 	fi
 }
 
+# saved_case NAME: virsh save's way, HMP stop and then a migration to a
+# file (the source does not migrate live), restored by the patched QEMU
+# and continued 6 s after the stop: the TSC and kvm-clock count none of
+# the pause, as QEMU's kvmclock does not.
+saved_case() {
+	if [ -n "$BROKEN" ]; then
+		result 1 "$1" "$BROKEN"
+		return
+	fi
+	start_migration
+	save_vm paused || { fail_case "$1" "saving failed"; return; }
+	load_resume_finish "$1" precise "$PATCHED_QEMU" "$PATCHED_ACCEL" 6000 saved
+}
+
 # reload_case NAME DOWNTIME_MS: the same stream into the patched QEMU.
 reload_case() {
 	if [ -n "$BROKEN" ]; then
@@ -754,6 +817,7 @@ main() {
 	migrate_case recipe-6s recipe "$PATCHED_QEMU" "$RECIPE_ACCEL" 6000 1
 	migrate_case precise-cap precise "$PATCHED_QEMU" \
 		"$PATCHED_ACCEL,precise-tsc-max-downtime=2000" +4000 cap:2000
+	saved_case saved-6s
 	migrate_case precise-to-off-min legacy "$PATCHED_QEMU" "$OFF_ACCEL" 0 0
 	stop_guest
 	# Guest B, under Debian's QEMU: what users get today, the same
