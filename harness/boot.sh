@@ -96,6 +96,14 @@ stage_initramfs() {
 	: >"$dir/tests.list"
 	while read -r name rest; do
 		case "$name" in ''|'#'*) continue ;; esac
+		# NAME@BASE[,BASE...]: only on those kernel bases (LINUX_BASE).
+		if [[ "$name" == *@* ]]; then
+			if [[ ",${name#*@}," != *",$LINUX_BASE,"* ]]; then
+				log "$(basename "$set"): ${name%%@*} runs only on ${name#*@}, not on $LINUX_BASE"
+				continue
+			fi
+			name=${name%%@*}
+		fi
 		mkdir -p "$dir/tests/$(dirname "$name")"
 		if [ -x "$SELFTEST_DIR/$name" ]; then
 			cp "$SELFTEST_DIR/$name" "$dir/tests/$name"

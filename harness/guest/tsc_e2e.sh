@@ -38,6 +38,9 @@ RECIPE_ACCEL=${RECIPE_ACCEL:-$PATCHED_ACCEL,x-precise-tsc-recipe=on}
 # two levels of virtualization.  tsc_monitor reads the whole kernel log
 # from /dev/kmsg instead.
 L2_LOGLEVEL=${L2_LOGLEVEL:-4}
+# The guest boots with init_on_free=1: its free memory is zero pages, which
+# a migration stream carries as flags (66 MB instead of 96: every save and
+# load is a third shorter under the emulator).
 NR_CASES=12
 # The patched QEMU is built without default devices: no HPET, no vmport.
 # The stock one leaves them out too, or the streams do not match.
@@ -79,6 +82,18 @@ result() {	# result STATUS NAME [REASON]
 		echo "not ok $n $2${3:+ # $3}"
 		fails=$((fails + 1))
 	fi
+}
+
+# skipped NAME: NAME is in E2E_SKIP (a backport's trimmed cases): reported
+# as a KTAP skip, and the migration chain goes on without it.
+skipped() {
+	case " ${E2E_SKIP:-} " in
+	*" $1 "*)
+		n=$((n + 1))
+		echo "ok $n $1 # SKIP not run on this stack (E2E_SKIP)"
+		return 0 ;;
+	esac
+	return 1
 }
 
 # fail_case NAME REASON: the case failed and so did the migration chain:
@@ -169,7 +184,7 @@ qemu_start() {
 	"$QBIN" -accel "$accel" -machine "$MACHINE" -cpu host -smp 2 -m 512 \
 		-nodefaults -no-user-config $REBOOT -display none -L "$E2E/fw" \
 		-kernel "$E2E/l2/vmlinuz" -initrd "$E2E/l2/initrd.gz" \
-		-append "console=ttyS0 panic=-1 loglevel=$L2_LOGLEVEL" \
+		-append "console=ttyS0 panic=-1 loglevel=$L2_LOGLEVEL init_on_free=1" \
 		-chardev pipe,id=ser0,path="$F.ser" -serial chardev:ser0 \
 		-chardev pipe,id=mon0,path="$F.mon" -mon chardev=mon0,mode=readline \
 		-d cpu_reset -D "$W/qemu.$QN.$QNAME.log" \
@@ -681,6 +696,7 @@ begin_migration() {
 
 # migrate_case NAME METHOD DST_BINARY DST_ACCEL DOWNTIME_MS CHECK
 migrate_case() {
+	skipped "$1" && return
 	begin_migration "$1" || return
 	load_resume_finish "$@"
 }
