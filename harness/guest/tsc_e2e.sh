@@ -409,10 +409,23 @@ save_vm() {
 		T_STOP=$T_MIG
 		mon stop || return 1
 	fi
-	mon "migrate -d \"exec:cat > $MIG\"" || return 1
+	mon "migrate -d \"exec:cat > $MIG\"" "$MIGRATE_TIMEOUT" || return 1
 	deadline=$((T_MIG + MIGRATE_TIMEOUT * 1000))
 	while :; do
-		mon "info migrate" || { say "error: source monitor gone"; return 1; }
+		# While a live migration runs, QEMU may hold the monitor for
+		# seconds: wait up to the migration's own deadline.  (Once, on
+		# QEMU 7.2, "info migrate" got no prompt within 10 s early in
+		# the first pass; whether QEMU was slow or gone was not
+		# recorded then: it is now.)
+		if ! mon "info migrate" $(((deadline - $(now_ms)) / 1000 + 1)); then
+			if qemu_running; then
+				say "error: the source's monitor silent until the migration's deadline ($MIGRATE_TIMEOUT s)"
+			else
+				qemu_reap 1
+				say "error: the source QEMU exited (status $QEMU_RC) while saving: $(grep -v '^$' "$QERR" | tail -n 2 | tr '\n' ' ')"
+			fi
+			return 1
+		fi
 		case "$(mig_status)" in
 		completed) break ;;
 		failed|cancelled)
