@@ -4,8 +4,8 @@
 prints ("e2e: row key=value ..."), found anywhere in a KTAP or console log.
 
 One table per migration: for each vCPU of the guest, the downtime L1
-measured (the stop, a live migration's switchover by QEMU's own account,
-to cont), the guest TSC's jump across the migration,
+measured (from the stop, HMP's or, for a live migration, the source's
+vm_state_notify trace, to cont), the guest TSC's jump across the migration,
 that jump minus L1's time across the same gap (measured in the guest by
 ptp_kvm: the TSC's error), the offset L1's debugfs shows before and after,
 and kvm-clock minus the TSC across the gap; then the offset spread, the
