@@ -23,6 +23,10 @@ on its own base, with the QEMU backport LINUX_QEMU pairs it with, then
 the series' quality gates (for a backport: BACKPORT_GATES, default
 "apply distro")
 (harness/gates.sh) and their self-tests (unless NO_GATES=1).
+Stages that are one process each or use other directories run side by
+side: the other series' apply stages beside the mainline kernel's, the
+backports' gates beside the gates' self-tests (and, in gates.sh and
+test_gates.sh, the gates of the QEMU worktree beside the kernel's).
 Prints the time of each stage, then the summary: one line
 "N passed, N failed, N skipped" and the name of each failure.
 USAGE
@@ -33,24 +37,30 @@ STAGE_TIMES=()
 mapfile -t BACKPORTS < <(linux_bases | tail -n +2)
 BACKPORT_GATES=${BACKPORT_GATES:-"apply distro"}
 
-# check_backport NAME SET RUN_NAME: the backport series applied to its
-# base, its kernel and selftests built, its TSC selftests run.
+# apply_others: every series but the mainline kernel's applied to its
+# base (the backports' kernel and QEMU series, the mainline QEMU series),
+# stage by stage; stops at the first that fails.
+apply_others() {
+	local b
+	stage qemu-apply "$HARNESS_DIR/tree.sh" qemu apply || return 1
+	for b in "${BACKPORTS[@]}"; do
+		stage "apply-$b" env LINUX_BASE="$b" "$HARNESS_DIR/tree.sh" apply || return 1
+		stage "qemu-apply-$b" env LINUX_BASE="$b" "$HARNESS_DIR/tree.sh" qemu apply || return 1
+	done
+}
+
+# check_backport NAME SET RUN_NAME: the backport's kernel and selftests
+# built (its series applied by apply_others), its TSC selftests run.
 check_backport() {
 	local b=$1 set=$2 run_name=$3 blog status=0
 	blog=$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$LOG_DIR")
 	mkdir -p "$blog"
-	if [ "${NO_APPLY:-0}" != 1 ]; then
-		stage "apply-$b" env LINUX_BASE="$b" "$HARNESS_DIR/tree.sh" apply || return 1
-	fi
 	stage "kernel-$b" env LINUX_BASE="$b" "$HARNESS_DIR/kernel.sh" || return 1
 	stage "selftests-$b" env LINUX_BASE="$b" "$HARNESS_DIR/selftests.sh" || return 1
 	stage "boot-$b" env LINUX_BASE="$b" "$HARNESS_DIR/boot.sh" "$set" "$run_name" \
 		>"$blog/$run_name.out" || status=$?
 	# The QEMU backport paired with this kernel (base.conf's LINUX_QEMU),
 	# and its migrations on this kernel.
-	if [ "${NO_APPLY:-0}" != 1 ]; then
-		stage "qemu-apply-$b" env LINUX_BASE="$b" "$HARNESS_DIR/tree.sh" qemu apply || return 1
-	fi
 	stage "qemu-$b" env LINUX_BASE="$b" "$HARNESS_DIR/qemu.sh" || return 1
 	if [ -z "$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$QEMU_BASE_STOCK")" ]; then
 		stage "qemu-stock-$b" env LINUX_BASE="$b" "$HARNESS_DIR/qemu.sh" stock || return 1
@@ -89,7 +99,7 @@ ccache_counts() {
 
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local set=${1:-$HARNESS_DIR/sets/tsc.list} run_name status=0 total
+	local set=${1:-$HARNESS_DIR/sets/tsc.list} run_name status=0 total t
 	run_name=$(basename "${set%.list}")
 	total=$(date +%s)
 	ensure_dirs
@@ -113,8 +123,30 @@ main() {
 	if [ "${NO_APPLY:-0}" = 1 ]; then
 		log "NO_APPLY=1: testing $TREE_DIR as it is"
 	else
-		stage apply "$HARNESS_DIR/tree.sh" apply || { wait "$pins_pid" || true; return 1; }
-		stage qemu-apply "$HARNESS_DIR/tree.sh" qemu apply || { wait "$pins_pid" || true; return 1; }
+		# The mainline kernel's apply here, the other series' beside it:
+		# each is one process on one core (tar, git add, git am).
+		local others_pid others_rc=0 others_start
+		others_start=$(date +%s)
+		log "=== qemu-apply, apply and qemu-apply of each backport (in the background; log: $LOG_DIR/apply-others.log)"
+		(
+			STAGE_TIMES=()
+			rc=0
+			apply_others || rc=$?
+			printf '%s\n' "${STAGE_TIMES[@]}" >"$LOG_DIR/apply-others.times"
+			exit "$rc"
+		) >"$LOG_DIR/apply-others.log" 2>&1 &
+		others_pid=$!
+		stage apply "$HARNESS_DIR/tree.sh" apply || status=1
+		wait "$others_pid" || others_rc=$?
+		cat "$LOG_DIR/apply-others.log" >&2
+		while IFS= read -r t; do
+			STAGE_TIMES+=("$t (beside apply)")
+		done <"$LOG_DIR/apply-others.times"
+		STAGE_TIMES+=("$(printf '%-12s %4d s' "apply (all)" $(($(date +%s) - others_start)))")
+		if [ "$status" != 0 ] || [ "$others_rc" != 0 ]; then
+			wait "$pins_pid" || true
+			return 1
+		fi
 	fi
 	wait "$pins_pid" || pins_rc=$?
 	STAGE_TIMES+=("$(printf '%-12s %4d s' "pins+newer" $(($(date +%s) - pins_start))) (beside apply)")
@@ -135,13 +167,30 @@ main() {
 		log "NO_GATES=1: series quality gates not run"
 	else
 		stage gates "$HARNESS_DIR/gates.sh" >"$LOG_DIR/gates.out" 2>"$LOG_DIR/gates.log" || status=$?
+		# The backports' gates (their own trees and build directories)
+		# beside the gates' self-tests.
+		local bp_pid bp_rc=0 bp_start
+		bp_start=$(date +%s)
+		(
+			STAGE_TIMES=()
+			rc=0
+			for b in "${BACKPORTS[@]}"; do
+				blog=$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$LOG_DIR")
+				stage "gates-$b" env LINUX_BASE="$b" "$HARNESS_DIR/gates.sh" $BACKPORT_GATES \
+					>"$blog/gates.out" 2>"$blog/gates.log" || rc=1
+			done
+			printf '%s\n' "${STAGE_TIMES[@]}" >"$LOG_DIR/gates-backports.times"
+			exit "$rc"
+		) 2>"$LOG_DIR/gates-backports.log" &
+		bp_pid=$!
 		stage gate-tests "$HARNESS_DIR/tests/test_gates.sh" >"$LOG_DIR/gate-tests.out" \
 			2>"$LOG_DIR/gate-tests.log" || status=$?
-		for b in "${BACKPORTS[@]}"; do
-			blog=$(LINUX_BASE=$b bash -c ". '$HARNESS_DIR/lib.sh'; echo \$LOG_DIR")
-			stage "gates-$b" env LINUX_BASE="$b" "$HARNESS_DIR/gates.sh" $BACKPORT_GATES \
-				>"$blog/gates.out" 2>"$blog/gates.log" || status=$?
-		done
+		wait "$bp_pid" || bp_rc=$?
+		cat "$LOG_DIR/gates-backports.log" >&2
+		while IFS= read -r t; do
+			STAGE_TIMES+=("$t (beside gate-tests)")
+		done <"$LOG_DIR/gates-backports.times"
+		[ "$bp_rc" = 0 ] || status=1
 	fi
 	STAGE_TIMES+=("$(printf '%-12s %4d s' total $(($(date +%s) - total)))")
 	print_times

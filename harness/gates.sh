@@ -27,7 +27,9 @@ time, then "gates: N passed, N failed".
   apply        git am of every patch in series order onto the base, no fuzz,
                no whitespace error
   bisect       every prefix builds arch/x86/kvm/ with KVM=y KVM_AMD=m
-               KVM_INTEL=m KVM_WERROR=y W=1 (no warning the base lacks)
+               KVM_INTEL=m KVM_WERROR=y W=1 (no warning the base lacks); a
+               prefix whose last patch touches only tools/ and
+               Documentation/ is not built again (same inputs)
   sparse       make C=2 on arch/x86/kvm/'s touched .c files with the pinned sparse (base.conf's
                SPARSE, built from source): no sparse warning the base lacks
   i386         a 32-bit kernel with KVM (KVM_WERROR=y) still builds arch/x86/kvm/
@@ -201,13 +203,20 @@ ensure_prefixes() {
 
 gate_bisect() {
 	ensure_prefixes || return 1
-	local i status=0 new
+	local i status=0 new files
 	gtree checkout -q --detach base
 	make_config "$GTREE" "$BISECT_OUT" x86_64 "$GLOG/config-x86_64.log" \
 		"$HARNESS_DIR/config/kvm-test.config" "$HARNESS_DIR/config/bisect.config"
 	build_kvm "$BISECT_OUT" x86_64 "$GLOG/bisect-base.log" W=1 ||
 		{ fail "the base does not build arch/x86/kvm/ (see $GLOG/bisect-base.log)"; return 1; }
 	for i in "${!PREFIXES[@]}"; do
+		# A patch that touches only tools/ and Documentation/ changes no
+		# input of the arch/x86/kvm/ build: the prefix before it stands.
+		files=$(gtree diff --name-only "${PREFIXES[$i]}^" "${PREFIXES[$i]}")
+		if [ "$i" -gt 0 ] && ! grep -qvE '^(tools|Documentation)/' <<<"$files"; then
+			log "prefix $((i + 1))/${#PREFIXES[@]}: tools/ and Documentation/ only, as prefix $i for arch/x86/kvm/: $(gtree log -1 --format=%s "${PREFIXES[$i]}")"
+			continue
+		fi
 		gtree checkout -q --detach "${PREFIXES[$i]}"
 		if ! build_kvm "$BISECT_OUT" x86_64 "$GLOG/bisect-$((i + 1)).log" W=1; then
 			fail "patches 1-$((i + 1)) do not build (last: $(gtree log -1 --format=%s); see $GLOG/bisect-$((i + 1)).log)" || status=1
@@ -521,27 +530,78 @@ gate_qemu_bisect() {
 	qemu_am_series build
 }
 
+# Gates that use neither the worktree at GTREE nor PREFIXES: they run in
+# a second process beside the others (GATES_PARALLEL=0: one after the
+# other).  qemu_headers uses the QEMU worktree as qemu_bisect does: it
+# runs after that process ends.
+SIDE_GATES=" tools checkpatch cover qemu_checkpatch qemu_cover qemu_bisect "
+AFTER_SIDE_GATES=" qemu_headers "
+
+# run_gate GATE RESULTS: run it, append "GATE ok|FAIL SECONDS" to RESULTS.
+run_gate() {
+	local g=$1 results=$2 start verdict=ok
+	start=$(date +%s)
+	log "=== gate $g"
+	"gate_$g" || verdict=FAIL
+	echo "$g $verdict $(($(date +%s) - start))" >>"$results"
+}
+
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local gates=("$@") g start passed=0 failed=0 failed_names=() lines=()
+	local gates=("$@") g passed=0 failed=0 failed_names=() lines=()
+	local side=() own=() after=() side_pid="" results verdict secs
 	[ "${#gates[@]}" -gt 0 ] || gates=("${ALL_GATES[@]}")
 	for g in "${gates[@]}"; do
 		declare -F "gate_$g" >/dev/null || die "$EXIT_USAGE" "no gate '$g' (gates: ${ALL_GATES[*]})"
 	done
 	ensure_dirs
 	mkdir -p "$GATES_DIR" "$GLOG"
+	# Per run: gate self-tests run two gates.sh at once on one GLOG
+	results=$(mktemp "$GLOG/results.XXXXXX")
 	for g in "${gates[@]}"; do
-		start=$(date +%s)
-		log "=== gate $g"
-		if "gate_$g"; then
+		if [ "${GATES_PARALLEL:-1}" != 0 ] && [[ $SIDE_GATES == *" $g "* ]]; then
+			side+=("$g")
+		elif [[ $AFTER_SIDE_GATES == *" $g "* ]]; then
+			after+=("$g")
+		else
+			own+=("$g")
+		fi
+	done
+	if [ "${#side[@]}" -gt 0 ] && [ "${#own[@]}" -gt 0 ]; then
+		log "gates ${side[*]} run beside the others (log: $GLOG/side.log)"
+		: >"$results.side"
+		( for g in "${side[@]}"; do run_gate "$g" "$results.side"; done ) \
+			>"$GLOG/side.out" 2>"$GLOG/side.log" &
+		side_pid=$!
+	else
+		own=("${side[@]}" "${own[@]}")
+		side=()
+	fi
+	for g in "${own[@]}"; do
+		run_gate "$g" "$results"
+	done
+	if [ -n "$side_pid" ]; then
+		wait "$side_pid" || true
+		cat "$GLOG/side.log" >&2
+		cat "$results.side" >>"$results"
+	fi
+	for g in "${after[@]}"; do
+		run_gate "$g" "$results"
+	done
+	# One line per gate, in the order asked
+	for g in "${gates[@]}"; do
+		verdict="" secs=""
+		read -r verdict secs < <(awk -v g="$g" '$1 == g { print $2, $3 }' "$results") || true
+		if [ "${verdict:-}" = ok ]; then
 			passed=$((passed + 1))
-			lines+=("$(printf 'ok   %-15s %4d s' "$g" $(($(date +%s) - start)))")
+			lines+=("$(printf 'ok   %-15s %4d s' "$g" "$secs")")
 		else
 			failed=$((failed + 1))
 			failed_names+=("$g")
-			lines+=("$(printf 'FAIL %-15s %4d s' "$g" $(($(date +%s) - start)))")
+			lines+=("$(printf 'FAIL %-15s %4d s' "$g" "${secs:-0}")")
 		fi
 	done
+	rm -f "$results" "$results.side"
 	printf '%s\n' "${lines[@]}"
 	echo "gates: $passed passed, $failed failed${failed_names[*]:+ (${failed_names[*]})}"
 	[ "$failed" -eq 0 ] || exit "$EXIT_TESTS"

@@ -237,17 +237,57 @@ case_qemu_bisect() {
 	expect_fail qemu_bisect QEMU_PATCH_DIR="$SCRATCH/qemu_bisect"
 }
 
+# run_case CASE RESULTS: run it, append its "ok" line to RESULTS.
+run_case() {
+	local start
+	start=$(date +%s)
+	if "case_$1"; then
+		echo "ok gate-fails/$1 ($(($(date +%s) - start)) s)" >>"$2"
+	else
+		echo "not ok gate-fails/$1" >>"$2"
+	fi
+}
+
 main() {
 	case "${1:-}" in -h|--help) usage; exit 0 ;; esac
-	local cases=("$@") c passed=0 failed=0 start
+	local cases=("$@") c passed=0 failed=0
 	[ "${#cases[@]}" -gt 0 ] || cases=("${CASES[@]}")
 	mkdir -p "$SCRATCH"
 	# The worktree and base build must exist: the gates create them.
 	[ -e "$GTREE/.git" ] || "$GATES" apply >/dev/null
+	# The cases of the QEMU worktree alone run beside the others, in a
+	# second process (TEST_GATES_PARALLEL=0: one after the other);
+	# qemu_headers uses both worktrees and runs last.
+	local side=() own=() last=() side_pid="" results=$SCRATCH/results
+	: >"$results"
+	: >"$results.side"
 	for c in "${cases[@]}"; do
-		start=$(date +%s)
-		if "case_$c"; then
-			echo "ok gate-fails/$c ($(($(date +%s) - start)) s)"
+		case " $c " in
+		" qemu_checkpatch "|" qemu_cover "|" qemu_bisect ")
+			[ "${TEST_GATES_PARALLEL:-1}" != 0 ] && side+=("$c") || own+=("$c") ;;
+		" qemu_headers ") last+=("$c") ;;
+		*) own+=("$c") ;;
+		esac
+	done
+	if [ "${#side[@]}" -gt 0 ]; then
+		( for c in "${side[@]}"; do run_case "$c" "$results.side"; done ) \
+			2>"$SCRATCH/side.log" &
+		side_pid=$!
+	fi
+	for c in "${own[@]}"; do
+		run_case "$c" "$results"
+	done
+	if [ -n "$side_pid" ]; then
+		wait "$side_pid" || true
+		cat "$SCRATCH/side.log" >&2
+		cat "$results.side" >>"$results"
+	fi
+	for c in "${last[@]}"; do
+		run_case "$c" "$results"
+	done
+	for c in "${cases[@]}"; do
+		if grep -q "^ok gate-fails/$c " "$results"; then
+			grep "^ok gate-fails/$c " "$results"
 			passed=$((passed + 1))
 		else
 			echo "not ok gate-fails/$c"
