@@ -20,17 +20,18 @@ import sys
 ROW_RE = re.compile(r"e2e: row (.*)$")
 
 TITLES = {
-    "patched-to-stock-refused": "patched QEMU (precise-tsc=on) -> {stock}: an old destination must refuse the stream",
+    "patched-to-stock-refused": "patched QEMU (x-precise-tsc=on) -> {stock}: an old destination must refuse the stream",
     "unknown-flags-refused": "the same stream with a flag no QEMU knows in cpu/tsc_state -> patched QEMU: must be refused",
-    "precise-6s": "patched QEMU -> patched QEMU, precise-tsc=on, downtime target 6 s (the refused attempt included)",
-    "precise-min": "patched QEMU -> patched QEMU, precise-tsc=on, the shortest downtime the emulator allows",
-    "recipe-min": "patched QEMU (precise-tsc=on) -> patched QEMU with x-precise-tsc-recipe=on: vcpu.rst's recipe restores the ioctls' state, shortest downtime",
+    "precise-6s": "patched QEMU -> patched QEMU, x-precise-tsc=on, downtime target 6 s (the refused attempt included)",
+    "precise-min": "patched QEMU -> patched QEMU, x-precise-tsc=on, the shortest downtime the emulator allows",
+    "recipe-min": "patched QEMU (x-precise-tsc=on) -> patched QEMU with x-precise-tsc-recipe=on: vcpu.rst's recipe restores the ioctls' state, shortest downtime",
     "recipe-6s": "patched QEMU -> patched QEMU, both x-precise-tsc-recipe=on (vcpu.rst's recipe, KVM_GET_CLOCK and KVM_VCPU_TSC_OFFSET), downtime target 6 s",
-    "precise-cap": "patched QEMU (x-precise-tsc-recipe=on) -> patched QEMU, precise-tsc=on, precise-tsc-max-downtime=2000, cont 4 s after the load: the TSC and kvm-clock count 2 s",
-    "saved-6s": "patched QEMU, HMP stop and then a migration to a file (virsh save's way, not live) -> patched QEMU, precise-tsc=on, cont 6 s after the stop: the TSC and kvm-clock count none of it",
-    "precise-to-off-min": "patched QEMU -> patched QEMU with precise-tsc=off: the TSC state is received, IA32_TSC restored",
+    "precise-cap": "patched QEMU (x-precise-tsc-recipe=on) -> patched QEMU, x-precise-tsc=on, x-precise-tsc-max-downtime=2000, cont 4 s after the load: the TSC and kvm-clock count 2 s",
+    "saved-6s": "patched QEMU, HMP stop and then a migration to a file (virsh save's way, not live) -> patched QEMU, x-precise-tsc=on, cont 6 s after the stop: the TSC and kvm-clock count none of it",
+    "precise-to-off-min": "patched QEMU -> patched QEMU with x-precise-tsc=off: the destination restores the received state all the same (the option says what a source sends)",
+    "off-to-stock-min": "patched QEMU with x-precise-tsc=off -> {stock}: no cpu/tsc_state is sent, so the old destination loads the stream (IA32_TSC)",
     "stock-6s": "{stock} -> {stock} (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
-    "stock-to-patched-min": "{stock} -> patched QEMU, precise-tsc=on: an old source sends no state, legacy restore",
+    "stock-to-patched-min": "{stock} -> patched QEMU, x-precise-tsc=on: an old source sends no state, legacy restore",
 }
 
 

@@ -170,18 +170,20 @@ gate_cover() {
 }
 
 gate_apply() {
-	local p
 	PREFIXES=()
 	prepare_worktree
-	for p in $(series_files); do
-		if ! gtree am -q --whitespace=error-all "$p" >"$GLOG/am.log" 2>&1; then
-			sed 's/^/  /' "$GLOG/am.log" >&2
-			gtree am --abort >/dev/null 2>&1 || true
-			fail "$(basename "$p") does not apply to the base with git am"
-			return 1
-		fi
-		PREFIXES+=("$(gtree rev-parse HEAD)")
-	done
+	# One git am for the series; each commit it makes is a prefix, and on
+	# a failure their number tells which patch failed.
+	local files=() n
+	mapfile -t files < <(series_files)
+	if ! gtree am -q --whitespace=error-all "${files[@]}" >"$GLOG/am.log" 2>&1; then
+		sed 's/^/  /' "$GLOG/am.log" >&2
+		n=$(gtree rev-list --count base..HEAD)
+		gtree am --abort >/dev/null 2>&1 || true
+		fail "$(basename "${files[$n]:-${files[-1]}}") does not apply to the base with git am"
+		return 1
+	fi
+	mapfile -t PREFIXES < <(gtree rev-list --reverse base..HEAD)
 	log "git am: ${#PREFIXES[@]} patches applied to $BASE_PACKAGE $BASE_VERSION"
 }
 

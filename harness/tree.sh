@@ -156,13 +156,17 @@ apply_series() {
 	fi
 	git_tree reset -q --hard "$BASE_TAG"
 	unhide_new_files
-	for p in $(series_patches); do
-		if ! git_tree am -q --whitespace=error-all "$p" >&2; then
-			git_tree am --abort >/dev/null 2>&1 || true
-			die "$EXIT_BASE" "patch $(basename "$p") does not apply to the base"
-		fi
-		log "applied $(basename "$p")"
-	done
+	# One git am for the series (one index refresh, not one per patch);
+	# on a failure, the commits it made tell which patch failed.
+	local patches=() n
+	mapfile -t patches < <(series_patches)
+	[ "${#patches[@]}" -gt 0 ] || return 0
+	if ! git_tree am -q --whitespace=error-all "${patches[@]}" >&2; then
+		n=$(git_tree rev-list --count "$BASE_TAG..HEAD")
+		git_tree am --abort >/dev/null 2>&1 || true
+		die "$EXIT_BASE" "patch $(basename "${patches[$n]:-${patches[-1]}}") does not apply to the base (patches 1-$n apply)"
+	fi
+	log "applied ${#patches[@]} patches: $(basename "${patches[0]}") .. $(basename "${patches[-1]}")"
 }
 
 cmd_apply() {
