@@ -20,18 +20,23 @@ import sys
 ROW_RE = re.compile(r"e2e: row (.*)$")
 
 TITLES = {
+    "cpu-hotplug": "a CPU hotplugged into the patched QEMU (x-precise-tsc=on, never run): the new vCPU's offset must be CPU 0's (L1's debugfs)",
+    "auto-read-once": "patched QEMU, x-precise-tsc=auto with the recipe, -S, saved before it ran (the read fails: no master clock yet): one warning, not one per vCPU, and the save succeeds",
     "patched-to-stock-refused": "patched QEMU (x-precise-tsc=on) -> {stock}: an old destination must refuse the stream",
     "unknown-flags-refused": "the same stream with a flag no QEMU knows in cpu/tsc_state -> patched QEMU: must be refused",
+    "unavailable-flags": "the same stream with every cpu/tsc_state's flags set to TSC_STATE_UNAVAILABLE alone (what x-precise-tsc=auto sends without a state) -> patched QEMU: must load; UNAVAILABLE beside other flags: must be refused",
     "precise-6s": "patched QEMU -> patched QEMU, x-precise-tsc=on, downtime target 6 s (the refused attempt included)",
     "precise-min": "patched QEMU -> patched QEMU, x-precise-tsc=on, the shortest downtime the emulator allows",
     "recipe-min": "patched QEMU (x-precise-tsc=on) -> patched QEMU with x-precise-tsc-recipe=on: vcpu.rst's recipe restores the ioctls' state, shortest downtime",
     "recipe-6s": "patched QEMU -> patched QEMU, both x-precise-tsc-recipe=on (vcpu.rst's recipe, KVM_GET_CLOCK and KVM_VCPU_TSC_OFFSET), downtime target 6 s",
     "precise-cap": "patched QEMU (x-precise-tsc-recipe=on) -> patched QEMU, x-precise-tsc=on, x-precise-tsc-max-downtime=2000, cont 4 s after the load: the TSC and kvm-clock count 2 s",
     "saved-6s": "patched QEMU, HMP stop and then a migration to a file (virsh save's way, not live) -> patched QEMU, x-precise-tsc=on, cont 6 s after the stop: the TSC and kvm-clock count none of it",
+    "system-reset": "HMP system_reset of the guest the patched QEMU (x-precise-tsc=on) restored: every vCPU's TSC starts again from 0 at one instant (L1's debugfs offsets; the rebooted guest's TSC when its monitor is ready)",
     "precise-to-off-min": "patched QEMU -> patched QEMU with x-precise-tsc=off: the destination restores the received state all the same (the option says what a source sends)",
     "off-to-stock-min": "patched QEMU with x-precise-tsc=off -> {stock}: no cpu/tsc_state is sent, so the old destination loads the stream (IA32_TSC)",
+    "off-paused-resave": "the stream precise-to-off-min saved -> patched QEMU with x-precise-tsc=off, saved again before it ran -> patched QEMU (x-precise-tsc=on), which restores IA32_TSC: it must be the first source's (L1's debugfs offsets; not continued)",
     "stock-6s": "{stock} -> {stock} (IA32_TSC through KVM_SET_MSRS), downtime target 6 s",
-    "stock-to-patched-min": "{stock} -> patched QEMU, x-precise-tsc=on: an old source sends no state, legacy restore",
+    "stock-to-patched-min": "{stock} -> patched QEMU, x-precise-tsc=on: an old source sends no state, legacy restore; the vCPUs must stay in phase",
 }
 
 

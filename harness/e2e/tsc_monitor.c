@@ -1031,8 +1031,10 @@ int main(int argc, char **argv)
 			die(1, "cpu=%d took no sample in %d s", samplers[i].cpu, START_TIMEOUT_S);
 		sleep_ns(NSEC_PER_MSEC);
 	}
-	printf("tsc_monitor: ready cpus=%d khz=%ld interval_ms=%ld\n",
-	       nr_samplers, opt.khz, opt.interval_ms);
+	/* tsc: this CPU's TSC when ready, for a test of the TSC after a reset */
+	printf("tsc_monitor: ready cpus=%d khz=%ld interval_ms=%ld tsc=%llu\n",
+	       nr_samplers, opt.khz, opt.interval_ms,
+	       (unsigned long long)rdtsc_ordered());
 	fflush(stdout);
 	setup_stdin();
 	command_loop();
