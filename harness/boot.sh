@@ -94,8 +94,14 @@ stage_initramfs() {
 		INSTALL_MOD_STRIP=1 modules_install >/dev/null ||
 		die "$EXIT_BUILD" "modules_install failed; run harness/kernel.sh"
 	: >"$dir/tests.list"
+	local retries
 	while read -r name rest; do
 		case "$name" in ''|'#'*) continue ;; esac
+		# NAME+N: run again up to N times after a failure (init says so).
+		retries=
+		if [[ "$name" =~ ^(.*)\+([0-9]+)$ ]]; then
+			name=${BASH_REMATCH[1]} retries=+${BASH_REMATCH[2]}
+		fi
 		# NAME@BASE[,BASE...]: only on those kernel bases (LINUX_BASE).
 		if [[ "$name" == *@* ]]; then
 			if [[ ",${name#*@}," != *",$LINUX_BASE,"* ]]; then
@@ -115,7 +121,7 @@ stage_initramfs() {
 		else
 			die "$EXIT_SELFTESTS" "$(basename "$set") names $name, which was not built in $SELFTEST_DIR or $BUILD_DIR/guest"
 		fi
-		echo "$name $rest" >>"$dir/tests.list"
+		echo "$name$retries $rest" >>"$dir/tests.list"
 	done <"$set"
 	if [ -n "$EXTRA_INITRAMFS_DIR" ]; then
 		[ -d "$EXTRA_INITRAMFS_DIR" ] ||

@@ -85,6 +85,7 @@ class Summary:
         self.results = []  # (name, status, note)
         self.env_errors = []
         self.details = {}  # index in results -> diagnostic lines
+        self.retries = []  # (name, "harness: retry:" line, that run's last assertion line)
 
     def add(self, name, status, note="", detail=None):
         if detail and status == "fail":
@@ -152,8 +153,27 @@ def parse_top(lines, summary):
     return plan
 
 
+RETRY_RE = re.compile(r"^harness: retry: (.*)$")
+ATTEMPT_RE = re.compile(r"^attempt (\d+): (.*)$")
+
+
+def add_retries(summary, name, body):
+    """The runs of a test that failed before a rerun (harness/guest/init)."""
+    why = {}
+    for line in body:
+        m = ATTEMPT_RE.match(line)
+        if m and m.group(2).strip() and "addr2line" not in m.group(2):
+            why[m.group(1)] = m.group(2).strip()
+    for line in body:
+        m = RETRY_RE.match(line)
+        if m:
+            run = re.search(r"run (\d+) of", m.group(1))
+            summary.retries.append((name, m.group(1), why.get(run.group(1) if run else "", "")))
+
+
 def add_test(summary, name, top_status, rest, body):
     note = rest.split(" # ", 1)[1] if " # " in rest else ""
+    add_retries(summary, name, body)
     plan, cases = nested_cases(body)
     detail = last_diagnostics(body)
     if not cases:
@@ -254,6 +274,10 @@ def main(argv):
         out.append("ENVIRONMENT ERROR: " + err)
     out.append("%d passed, %d failed, %d skipped"
                % (summary.count("pass"), summary.count("fail"), summary.count("skip")))
+    # A rerun is not hidden: each failed run before one is listed, with
+    # its last line, whatever the final result.
+    for name, what, why in summary.retries:
+        out.append("RETRIED: %s%s" % (what, " | " + why if why else ""))
     for i, (name, status, note) in enumerate(summary.results):
         if status == "fail":
             out.append("FAIL: %s%s" % (name, " (%s)" % note if note else ""))

@@ -1267,13 +1267,19 @@ static void kvmclock_race(void)
 }
 
 #ifdef KVM_CAP_PRECISE_TSC
-static void step_realtime(int64_t ns)
+/*
+ * Steps CLOCK_REALTIME by NS.  The clock is read, then set: the time in
+ * between is lost from the step, so the step taken lies in [NS - w, NS],
+ * with w the CLOCK_MONOTONIC time around both, which is returned.
+ */
+static int64_t step_realtime(int64_t ns)
 {
-	uint64_t t = now_ns(CLOCK_REALTIME) + ns;
+	uint64_t m0 = now_ns(CLOCK_MONOTONIC), t = now_ns(CLOCK_REALTIME) + ns;
 	struct timespec ts = { t / 1000000000ull, t % 1000000000ull };
 
 	if (clock_settime(CLOCK_REALTIME, &ts))
 		die("clock_settime: %s", strerror(errno));
+	return now_ns(CLOCK_MONOTONIC) - m0;
 }
 
 /*
@@ -1286,6 +1292,7 @@ static void clock_steps(void)
 {
 	uint64_t s = rng_state ^ 0xc10c, real0 = now_ns(CLOCK_REALTIME), mono0 = now_ns(CLOCK_MONOTONIC);
 	int i, bad = 0, n = iterations / 10, shared = 0;
+	int64_t max_lost = 0, max_err = 0;
 	char why[200] = "";
 	struct vm vm;
 
@@ -1308,7 +1315,7 @@ static void clock_steps(void)
 		int64_t step2 = (int64_t)(rnd(&s) % 20000000000ull) - 10000000000ll;
 		int a = i & 1, b = !a;
 		bool share = rnd(&s) & 1;
-		int64_t diff, want, tol;
+		int64_t diff, want, tol, lost;
 
 		step_realtime(step1);
 		if (ioctl(vm.vcpu_fd[a], KVM_GET_TSC_STATE, &st)) {
@@ -1316,7 +1323,7 @@ static void clock_steps(void)
 			bad++;
 			break;
 		}
-		step_realtime(step2);
+		lost = step_realtime(step2);
 		strip_unmodelled(&st);
 		if (!share)
 			st.flags &= ~KVM_TSC_STATE_REFERENCE_VALID;
@@ -1328,16 +1335,24 @@ static void clock_steps(void)
 		}
 		diff = (int64_t)(get_offset(&vm, b) - get_offset(&vm, a));
 		/*
-		 * A fresh reference: the step in guest cycles, up to the clock's
-		 * rate error and the time clock_settime() loses (10 ms).
+		 * A fresh reference: the step in guest cycles (the time between
+		 * the calls is in both the elapsed time and the host TSC, and
+		 * cancels), less up to the time the step lost (measured), up to
+		 * the clock's rate error (1 ppm) and 1 us of rounding.
 		 */
 		want = share ? 0 : (int64_t)((__int128)step2 * tsc_khz / 1000000);
-		tol = share ? 0 : (want < 0 ? -want : want) / 1000000 + tsc_khz * 10;
-		if (diff < want - tol || diff > want + tol) {
+		tol = share ? 0 : (want < 0 ? -want : want) / 1000000 + tsc_khz / 1000;
+		lost = share ? 0 : (int64_t)((__int128)lost * tsc_khz / 1000000);
+		if (diff < want - lost - tol || diff > want + tol) {
 			snprintf(why, sizeof(why), "%s reference, steps %+" PRId64 "/%+" PRId64
-				 " ns: offsets %" PRId64 " cycles apart, want %" PRId64 " +- %" PRId64,
-				 share ? "shared" : "fresh", step1, step2, diff, want, tol);
+				 " ns: offsets %" PRId64 " cycles apart, want %" PRId64 " - [0, %" PRId64 "] +- %" PRId64,
+				 share ? "shared" : "fresh", step1, step2, diff, want, lost, tol);
 			bad++;
+		}
+		if (!share) {
+			max_lost = lost > max_lost ? lost : max_lost;
+			max_err = diff - want > max_err ? diff - want : max_err;
+			max_err = want - lost - diff > max_err ? want - lost - diff : max_err;
 		}
 		shared += share;
 	}
@@ -1347,8 +1362,8 @@ static void clock_steps(void)
 
 		clock_settime(CLOCK_REALTIME, &ts);
 	}
-	printf("# clock steps: %d GET/SET pairs (%d at a shared reference) with steps of up to +-10 s before and between them, clock put back\n",
-	       i, shared);
+	printf("# clock steps: %d GET/SET pairs (%d at a shared reference) with steps of up to +-10 s before and between them, clock put back; fresh references: step lost up to %" PRId64 " cycles, outside it by up to %" PRId64 "\n",
+	       i, shared, max_lost, max_err);
 	report(!bad, "clock_steps", "%s", why);
 	destroy_vm(&vm);
 }
