@@ -24,6 +24,10 @@ Environment:
   QEMU_SMP       vCPUs of the test VM (default $QEMU_SMP)
   QEMU_MEM       memory of the test VM (default $QEMU_MEM)
   KERNEL_ARGS    extra kernel command line
+  BOOT_SILENCE   seconds without output from the test VM after which its
+                 vCPUs' registers are printed and an NMI panics it with
+                 every CPU's backtrace (default: the set's longest test
+                 timeout + 120; RUN.console.log.silence)
   KTAP_FLAGS     extra harness/ktap.py flags (--splats for the debug kernel)
   EXTRA_INITRAMFS_DIR
                  a directory whose contents are copied into the initramfs
@@ -170,18 +174,53 @@ follow_results() {
 	done
 }
 
+# watch_silence CONSOLE_LOG KTAP_LOG MONITOR STOP_FILE: once neither log
+# has grown for BOOT_SILENCE seconds, the L1's vCPU registers twice (from
+# the test VM's QEMU monitor, RIPs named from System.map), then an NMI:
+# the L1 panics on it (unknown_nmi_panic) with every CPU's backtrace and
+# the tasks' states, and QEMU exits.  Everything goes to CONSOLE_LOG.silence
+# and to stderr.  Once per boot.
+watch_silence() {
+	local console=$1 ktap=$2 mon=$3 stop=$4 last now out=$1.silence
+	while [ ! -f "$stop" ]; do
+		sleep 10
+		now=$(date +%s)
+		last=$(stat -c %Y "$console" "$ktap" 2>/dev/null | sort -n | tail -n 1)
+		[ -n "$last" ] && [ $((now - last)) -ge "$BOOT_SILENCE" ] || continue
+		{
+			echo "no output from the test VM for $((now - last)) s: its vCPUs, twice, then an NMI"
+			python3 "$HARNESS_DIR/l0mon.py" "$mon" --symbols "$KBUILD_DIR/System.map" \
+				"info registers -a"
+			sleep 2
+			python3 "$HARNESS_DIR/l0mon.py" "$mon" --symbols "$KBUILD_DIR/System.map" \
+				"info registers -a" nmi
+		} 2>&1 | grep -aE '^(no output|l0mon|\(qemu\)|CPU#|RIP=)' | tee "$out" >&2
+		log "the test VM went silent: $out; its panic follows in $console"
+		return
+	done
+}
+
 # boot_qemu CPIO CONSOLE_LOG KTAP_LOG: returns QEMU's status (124: timeout).
 boot_qemu() {
-	local cpio=$1 console=$2 ktap=$3
+	local cpio=$1 console=$2 ktap=$3 mon=${3%.ktap.log}.mon
 	local append="console=ttyS0 panic=-1 oops=panic tsc=reliable loglevel=6"
+	# An NMI from the monitor (watch_silence) panics with every CPU's
+	# backtrace and the tasks (7.x: panic_sys_info; 6.12: panic_print).
+	append+=" unknown_nmi_panic"
+	case $BASE_KERNELVERSION in
+	6.*) append+=" panic_print=0x49" ;;
+	*) append+=" panic_sys_info=tasks,locks,all_bt" ;;
+	esac
 	append+=" harness.timeout=$TEST_TIMEOUT $KERNEL_ARGS"
-	rm -f "$console" "$console.qemu" "$ktap" "$ktap.done"
+	rm -f "$console" "$console.qemu" "$console.silence" "$ktap" "$ktap.done" "$mon"
 	follow_results "$ktap" "$ktap.done" &
 	local follower=$!
+	watch_silence "$console" "$ktap" "$mon" "$ktap.done" &
+	local watcher=$!
 	set +e
 	run timeout --foreground -k 10 "$QEMU_TIMEOUT" \
 		qemu-system-x86_64 -accel tcg -cpu max -smp "$QEMU_SMP" -m "$QEMU_MEM" \
-		-nodefaults -nographic -no-reboot -monitor none \
+		-nodefaults -nographic -no-reboot -monitor "unix:$mon,server=on,wait=off" \
 		-kernel "$KBUILD_DIR/arch/x86/boot/bzImage" -initrd "$cpio" \
 		-append "$append" \
 		-serial "file:$console" -serial "file:$ktap" \
@@ -189,7 +228,8 @@ boot_qemu() {
 	local status=$?
 	touch "$ktap.done"
 	wait "$follower"
-	rm -f "$ktap.done"
+	wait "$watcher"
+	rm -f "$ktap.done" "$mon"
 	set -e
 	return "$status"
 }
@@ -211,6 +251,11 @@ main() {
 
 	start=$(date +%s)
 	local qemu_status=0 timeout_flag=()
+	# Silent for longer than any test's own timeout (each test prints its
+	# result when it ends, killed or not) plus 2 minutes: stuck.
+	BOOT_SILENCE=${BOOT_SILENCE:-$(awk -v d="$TEST_TIMEOUT" '
+		{ t = ($2 == "" || $2 == "-") ? d : $2; if (t > m) m = t }
+		END { print (m > d ? m : d) + 120 }' "$dir/tests.list")}
 	boot_qemu "$cpio" "$console" "$ktap" || qemu_status=$?
 	stage_time boot "$start"
 	if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
@@ -227,6 +272,7 @@ main() {
 		log "the test VM reset itself: $(grep -m1 'Triple fault' "$console.qemu" || echo 'CPU 0 reset'), CPU state in $console.qemu"
 	fi
 	log "logs: $console $ktap"
+	[ ! -s "$console.silence" ] || timeout_flag+=(--silence "$console.silence")
 	python3 "$HARNESS_DIR/ktap.py" --ktap "$ktap" --console "$console" \
 		--summary "$LOG_DIR/$run_name.summary.txt" \
 		--results "$LOG_DIR/$run_name.results.txt" "${timeout_flag[@]}" ${KTAP_FLAGS:-}

@@ -240,6 +240,8 @@ def main(argv):
     ap.add_argument("--results", help="write one 'STATUS NAME' line per result here")
     ap.add_argument("--splats", action="store_true",
                     help="fail on any WARNING, KASAN, UBSAN, lockdep or sleep-in-atomic report")
+    ap.add_argument("--silence",
+                    help="harness/boot.sh's record of a silent test VM (its vCPUs' RIPs)")
     ap.add_argument("--no-env-check", action="store_true",
                     help="skip the clocksource/calibration checks")
     args = ap.parse_args(argv)
@@ -252,6 +254,14 @@ def main(argv):
         summary.fail("run", "no end-of-run sentinel (guest crashed, hung or was killed)")
     if args.qemu_timeout:
         summary.fail("run", "QEMU timed out")
+    silence = read_lines(args.silence)
+    if silence:
+        rips = []
+        for line in silence:
+            m = re.match(r"RIP=\S+ (\(\S+\))", line)
+            if m and m.group(1) not in rips:
+                rips.append(m.group(1))
+        summary.fail("run", "%s; vCPUs at %s" % (silence[0], ", ".join(rips) or "?"))
     for line in console:
         # A nested guest's console, copied into the log by the test that
         # ran it (harness/guest/tsc_e2e.sh), is that test's to judge.

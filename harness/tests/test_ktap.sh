@@ -5,7 +5,8 @@
 # Each directory below golden/ holds ktap.log and console.log as a run would
 # leave them, and expected: the summary ktap.py must print followed by a
 # line "exit N".  A file named qemu-timeout means QEMU was killed; one
-# named splats runs the parser as the debug kernel's run does (--splats).
+# named splats runs the parser as the debug kernel's run does (--splats);
+# one named silence is harness/boot.sh's record of a silent test VM.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 KTAP=$HERE/../ktap.py
@@ -18,6 +19,7 @@ run_case() {
 	local dir=$1 flags=() status=0
 	[ -e "$dir/qemu-timeout" ] && flags+=(--qemu-timeout)
 	[ -e "$dir/splats" ] && flags+=(--splats)
+	[ -e "$dir/silence" ] && flags+=(--silence "$dir/silence")
 	python3 "$KTAP" --ktap "$dir/ktap.log" --console "$dir/console.log" \
 		"${flags[@]}" || status=$?
 	echo "exit $status"
