@@ -33,9 +33,9 @@ GUEST_VARS=(L2_BOOT_TIMEOUT MIGRATE_TIMEOUT REPORT_TIMEOUT REPORT_DELAY TOL_NS C
 # both sides, the cap, x-precise-tsc=off on either side, or Debian's
 # QEMU as source (stock-6s, stock-to-patched-min: guest B is not booted).
 # system-reset is skipped there for the emulator: on this stack, 2 of 10
-# reboots after system_reset died at once ("Oops: int3" in sched_clock_cpu,
-# the emulator's, not the backport's) and booted again; the case passed
-# all 10, but the panic fails guest-kernel-logs (1 of 10 loop runs;
+# reboots after system_reset died and booted again, one with "Oops: int3"
+# in sched_clock_cpu (the emulator's, not the backport's); the case passed
+# all 10, but that panic failed guest-kernel-logs (1 of 10 loop runs;
 # docs/e2e-6.12-reset-2026-12-07.md).  E2E_SKIP="" runs all.
 if [ "$LINUX_BASE" != mainline ]; then
 	E2E_SKIP=${E2E_SKIP-"recipe-6s precise-cap system-reset precise-to-off-min off-to-stock-min off-paused-resave stock-6s stock-to-patched-min"}
