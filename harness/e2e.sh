@@ -26,7 +26,7 @@ export QEMU_TIMEOUT=${QEMU_TIMEOUT:-1200}
 export QEMU_SMP=${QEMU_SMP:-4}
 export QEMU_MEM=${QEMU_MEM:-3G}
 # Passed on to harness/guest/tsc_e2e.sh when set.
-GUEST_VARS=(L2_BOOT_TIMEOUT MIGRATE_TIMEOUT REPORT_TIMEOUT REPORT_DELAY TOL_NS CAP_TOL_NS E2E_SKIP)
+GUEST_VARS=(L2_BOOT_TIMEOUT L2_BOOT_TRIES MIGRATE_TIMEOUT REPORT_TIMEOUT REPORT_DELAY TOL_NS CAP_TOL_NS E2E_SKIP)
 # A backport runs fewer cases (CI time; issue 21 allows the trim): the
 # ones that prove its own stream and policy (refusals, the ioctls at 6 s
 # and at once, the recipe's restore, a saved state), not the recipe on
@@ -48,7 +48,7 @@ FIRMWARE=(/usr/share/seabios/bios-256k.bin /usr/share/qemu/linuxboot_dma.bin
 # the README, "The end-to-end migration".
 # A kernel report on the test VM's console (then it is not an emulator-only failure)
 KERNEL_REPORT_RE='Kernel panic|BUG: |Oops: |general protection fault|kernel BUG at|WARNING: '
-ENV_SIGNATURES='get_mmio_spte|reserved bits|fpu_swap_kvm_fpstate|self-detected stall|RCU stall|detected stalls on CPUs|Segmentation fault|killed by SIGSEGV|L2 boot timeout'
+ENV_SIGNATURES='get_mmio_spte|reserved bits|fpu_swap_kvm_fpstate|self-detected stall|RCU stall|detected stalls on CPUs|Segmentation fault|killed by SIGSEGV|L2 boot timeout|did not boot in [0-9]+ attempts'
 
 usage() {
 	cat <<USAGE
@@ -76,7 +76,7 @@ kernel, and with it the QEMU (base.conf's LINUX_QEMU): now
 $QEMU_BASE_NAME, stock: $STOCK_NAME.
 A run that failed before its first migration with a known environment
 failure (L1 oops in get_mmio_spte, RCU stall, QEMU segfault, L2 boot
-timeout) is retried once; the first attempt's logs are kept as
+timeout, guest A not booted in L2_BOOT_TRIES attempts) is retried once; the first attempt's logs are kept as
 $RUN_NAME.try1.*.  Logs: $LOG_DIR/$RUN_NAME.*.
 
 Environment:
@@ -277,6 +277,10 @@ loop_e2e() {
 		RUN_NAME=$base.$i run_e2e >"$LOG_DIR/$base.$i.out" 2>&1 || status=$?
 		local note=""
 		[ -f "$LOG_DIR/$base.$i.try1.console.log" ] && { note=" (retried: $(RUN_NAME=$base.$i.try1 env_failure_any))"; retried=$((retried + 1)); }
+		# the guest boots that failed and were retried inside the run
+		local boots
+		boots=$(grep -a -c '^RETRIED: tsc_e2e.sh' "$LOG_DIR/$base.$i.summary.txt" 2>/dev/null) || true
+		[ "${boots:-0}" -gt 0 ] && note="$note ($boots L2 boots retried: $(grep -a '^RETRIED: tsc_e2e.sh' "$LOG_DIR/$base.$i.summary.txt" | sed 's/.*): //' | sort | uniq -c | sed 's/^ *//' | paste -sd';'))"
 		if [ "$status" -eq 0 ]; then
 			pass=$((pass + 1))
 			lines+=("run $i: pass$note, $(($(date +%s) - start)) s")

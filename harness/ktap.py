@@ -38,7 +38,8 @@ PANIC_RE = re.compile(
     r"Kernel panic|BUG: |Oops: |general protection fault|"
     r"Unable to handle kernel|kernel BUG at"
 )
-NESTED_CONSOLE_RE = re.compile(r"^(# )*e2e: l2: ")
+# (and the e2e's own retry lines, which quote the failed L2 boot's report)
+NESTED_CONSOLE_RE = re.compile(r"^(# )*(e2e: l2: |harness: retry: tsc_e2e\.sh: )")
 # With --splats, any report of the debug kernel's checkers fails the run too.
 SPLAT_RE = re.compile(
     r"WARNING: |KASAN|UBSAN|possible circular locking|inconsistent lock state|"

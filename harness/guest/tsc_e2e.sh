@@ -23,6 +23,12 @@ PATCHED_QEMU=${PATCHED_QEMU:-$E2E/bin/qemu-patched}
 STOCK_ACCEL=${STOCK_ACCEL:-kvm}
 PATCHED_ACCEL=${PATCHED_ACCEL:-kvm,x-precise-tsc=on}
 L2_BOOT_TIMEOUT=${L2_BOOT_TIMEOUT:-120}
+# Boots of a fresh guest before giving up on it (start_guest).  Under the
+# emulator, 3 of 20 boots of this guest were seen to fail; a CI run saw
+# two in a row.
+L2_BOOT_TRIES=${L2_BOOT_TRIES:-4}
+# A kernel report in an L2 console.
+L2_REPORT_RE='Kernel panic|BUG: |Oops: |general protection fault|kernel BUG at'
 MIGRATE_TIMEOUT=${MIGRATE_TIMEOUT:-120}
 REPORT_TIMEOUT=${REPORT_TIMEOUT:-60}
 REPORT_DELAY=${REPORT_DELAY:-1.5}
@@ -939,6 +945,7 @@ reset_case() {
 		return
 	fi
 	ROUND=1
+	reboot_died "$1"
 	ready=$(tr -d '\r' <"$SERLOG" |
 		sed -n 's/.*tsc_monitor: ready .*khz=\([0-9]*\) .*tsc=\([0-9]*\).*/\1 \2/p' | head -n 1)
 	since=$((T_READY - T_RESET))
@@ -961,6 +968,32 @@ reset_case() {
 		say "every vCPU reset at one instant; the TSC read $tsc_ms ms, $since ms after system_reset"
 		result 0 "$1"
 	fi
+}
+
+# reboot_died NAME: after system_reset, when the first boot died of the
+# emulator's "Oops: int3" (its first kernel report; panic=-1 rebooted it)
+# and the next one got to tsc_monitor, the dead boot is a failed boot
+# (start_guest's retry, in a reboot): printed as a "harness: retry:"
+# line and moved to the failed boots' log, out of guest-kernel-logs.  A
+# boot that died of anything else stays in the log and fails that case.
+reboot_died() {
+	tr -d '\r' <"$SERLOG" >"$W/reset.log"
+	# the last line of the panic (its trailer too) before the ready line
+	died=$(awk '/tsc_monitor: ready/ { exit }
+		/Kernel panic/ { p = NR; t = 1; next }
+		t && /Shutting down cpus with NMI|Kernel Offset:|end Kernel panic|Rebooting in/ { p = NR }
+		END { print p + 0 }' "$W/reset.log")
+	[ "$died" -gt 0 ] || return 0
+	head -n "$died" "$W/reset.log" >"$W/reset.died.log"
+	why=$(first_report "$W/reset.died.log")
+	case $why in
+	"Oops: int3"*) ;;
+	*) say "the boot after system_reset died: ${why:-no report}; it stays in the kernel log check"
+	   return 0 ;;
+	esac
+	echo "harness: retry: tsc_e2e.sh: the boot of $1 after system_reset died and rebooted (run 1 of 2): $why"
+	cat "$W/reset.died.log" >>"$W/l2.failed-boot.log"
+	tail -n +"$((died + 1))" "$W/reset.log" >"$SERLOG"
 }
 
 # resave_case NAME: the precise stream migrate_case kept, loaded by a
@@ -1200,7 +1233,7 @@ main() {
 # that were migrated (a boot that failed and was retried is not one).
 guest_logs_case() {
 	bad=$(cat "$W/l2.earlier.log" "$SERLOG" 2>/dev/null | tr -d '\r' |
-		grep -E 'Kernel panic|BUG: |Oops: |general protection fault|kernel BUG at' | head -n 3)
+		grep -E "$L2_REPORT_RE" | head -n 3)
 	if [ -n "$BROKEN" ]; then
 		result 1 guest-kernel-logs "$BROKEN"
 	elif [ -n "$bad" ]; then
@@ -1211,20 +1244,34 @@ guest_logs_case() {
 	fi
 }
 
-# start_guest NAME BINARY ACCEL: boot a fresh L2; one retry when the boot
-# itself fails (QEMU dies, or L2 never gets to its monitor: the emulator's
-# nested-boot failures), never after a migration of that guest.
+# start_guest NAME BINARY ACCEL: boot a fresh L2, up to L2_BOOT_TRIES
+# times when the boot itself fails (QEMU dies, or L2 never gets to its
+# monitor: the emulator's nested-boot failures, most often "Oops: int3"
+# as the guest marks sched_clock stable), never after a migration of that
+# guest.  Each failed boot is printed as a "harness: retry:" line, which
+# harness/ktap.py lists as RETRIED in the summary.
 start_guest() {
 	[ -z "$BROKEN" ] || return
-	boot_l2 "$@" && return
-	diagnostics
-	qemu_running && qemu_quit
-	cat "$SERLOG" >>"$W/l2.failed-boot.log"
-	: >"$SERLOG"
-	say "retry: the boot of $1 failed before its first migration; booting it once more"
-	boot_l2 "$@" && return
-	diagnostics
-	BROKEN="L2 ($1) did not boot"
+	try=1
+	while :; do
+		boot_l2 "$@" && return
+		diagnostics
+		qemu_running && qemu_quit
+		why=$(first_report "$SERLOG")
+		cat "$SERLOG" >>"$W/l2.failed-boot.log"
+		: >"$SERLOG"
+		echo "harness: retry: tsc_e2e.sh: the boot of $1 failed (run $try of $L2_BOOT_TRIES): ${why:-no kernel report (QEMU exited or timed out)}"
+		[ "$try" -lt "$L2_BOOT_TRIES" ] || break
+		try=$((try + 1))
+		say "retry: booting $1 again (attempt $try of $L2_BOOT_TRIES)"
+	done
+	BROKEN="L2 ($1) did not boot in $L2_BOOT_TRIES attempts"
+}
+
+# first_report FILE: the first kernel report (oops, panic, BUG) in an L2
+# console log, without its timestamp.
+first_report() {
+	tr -d '\r' <"$1" | grep -E -m 1 "$L2_REPORT_RE" | sed 's/^\[ *[0-9.]*\] //' | cut -c1-120
 }
 
 stop_guest() {
