@@ -155,6 +155,16 @@ stage_payload() {
 	local dir=$1 fw
 	[ -x "$QEMU_PATCHED" ] ||
 		die "$EXIT_BUILD" "no patched QEMU at $QEMU_PATCHED (build it, or set QEMU_PATCHED)"
+	# The default binary must be built from the work tree as it is now
+	# (harness/qemu.sh records it): NO_BUILD=1 once ran a stale one.
+	if [ "$QEMU_PATCHED" = "$QEMU_BUILD_DIR/qemu-system-x86_64" ] &&
+		git -C "$QEMU_TREE_DIR" rev-parse -q --verify HEAD >/dev/null 2>&1; then
+		local built now
+		built=$(cat "$QEMU_BUILD_DIR/harness.built-from" 2>/dev/null || echo "nothing recorded")
+		now=$(tree_state "$QEMU_TREE_DIR")
+		[ "$built" = "$now" ] ||
+			die "$EXIT_BUILD" "the patched QEMU $QEMU_PATCHED was built from $built; $QEMU_TREE_DIR is at $now: run harness/qemu.sh (or set QEMU_PATCHED to another binary)"
+	fi
 	[ -x "$QEMU_STOCK" ] || die "$EXIT_DEPS" "no stock QEMU at $QEMU_STOCK"
 	rm -rf "$dir"
 	mkdir -p "$dir"/e2e/{bin,fw,l2}

@@ -21,6 +21,7 @@ ROW_RE = re.compile(r"e2e: row (.*)$")
 
 TITLES = {
     "cpu-hotplug": "a CPU hotplugged into the patched QEMU (x-precise-tsc=on, never run): the new vCPU's offset must be CPU 0's (L1's debugfs)",
+    "paused-reset-hotplug-save": "patched QEMU (x-precise-tsc=on), run, stopped, system_reset 3 s later, a CPU hotplugged 3 s after that, both while paused, saved (virsh save's way) -> patched QEMU, cont: the TSC starts at the reset and counts none of the pause (L1's debugfs offsets; both vCPUs in phase)",
     "auto-read-once": "patched QEMU, x-precise-tsc=auto with the recipe, -S, saved before it ran (the read fails: no master clock yet): one warning, not one per vCPU, and the save succeeds",
     "patched-to-stock-refused": "patched QEMU (x-precise-tsc=on) -> {stock}: an old destination must refuse the stream",
     "unknown-flags-refused": "the same stream with a flag no QEMU knows in cpu/tsc_state -> patched QEMU: must be refused",

@@ -137,6 +137,13 @@ readonly EXIT_SELFTESTS=14
 readonly EXIT_ENV=15
 readonly EXIT_TESTS=16
 
+# tree_state TREE: the commit a work tree is at and a hash of its
+# uncommitted changes, i.e. what a build from it is built from.
+tree_state() {
+	printf '%s %s\n' "$(git -C "$1" rev-parse HEAD 2>/dev/null || echo no-commit)" \
+		"$(git -C "$1" diff HEAD 2>/dev/null | sha256sum | cut -c1-16)"
+}
+
 log() {
 	printf '[%s] %s\n' "${SCRIPT_NAME:-harness}" "$*" >&2
 }

@@ -88,9 +88,14 @@ build() {
 		fi
 		configure_id "$tree" >"$build/harness.configure"
 	fi
+	# what the binary is built from, for harness/e2e.sh's NO_BUILD=1
+	local state
+	state=$(tree_state "$tree")
+	rm -f "$build/harness.built-from"
 	PATH=${meson:+$meson/usr/bin:}$PATH PYTHONPATH=${meson:+$meson/usr/lib/python3/dist-packages} \
 		run_logged "$logfile" ninja -C "$build" -j"$JOBS" qemu-system-x86_64 ||
 		die "$EXIT_BUILD" "QEMU build failed (see $logfile)"
+	echo "$state" >"$build/harness.built-from"
 	log "built $build/qemu-system-x86_64 ($(du -h "$build/qemu-system-x86_64" | cut -f1))"
 }
 

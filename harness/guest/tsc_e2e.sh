@@ -54,7 +54,7 @@ L2_LOGLEVEL=${L2_LOGLEVEL:-4}
 # The guest boots with init_on_free=1: its free memory is zero pages, which
 # a migration stream carries as flags (66 MB instead of 96: every save and
 # load is a third shorter under the emulator).
-NR_CASES=18
+NR_CASES=19
 # The patched QEMU is built without default devices: no HPET, no vmport.
 # The stock one leaves them out too, or the streams do not match.
 MACHINE=${MACHINE:-pc,hpet=off,vmport=off}
@@ -442,6 +442,9 @@ save_vm() {
 	if [ "${1:-}" = paused ]; then
 		T_STOP=$T_MIG
 		mon stop || return 1
+	elif [ "${1:-}" = stopped ]; then
+		# stopped by the caller at T_PAUSED
+		T_STOP=$T_PAUSED
 	fi
 	mon "migrate -d \"exec:cat > $MIG\"" "$MIGRATE_TIMEOUT" || return 1
 	deadline=$((T_MIG + MIGRATE_TIMEOUT * 1000))
@@ -497,7 +500,8 @@ refused() {
 load_vm() {
 	t0=$(now_ms)
 	REFUSAL=
-	if ! qemu_start "$1" "$2" "$3" -S -incoming "exec:cat $MIG"; then
+	# shellcheck disable=SC2086
+	if ! qemu_start "$1" "$2" "$3" -S -incoming "exec:cat $MIG" $LOAD_ARGS; then
 		REFUSAL=$(grep -v '^$' "$QERR" | tail -n 3 | tr '\n' ' ')
 		say "qemu $QN ($1) exited with status $QEMU_RC before its monitor answered: $REFUSAL"
 		refused && return 1
@@ -1104,6 +1108,106 @@ hotplug_case() {
 	fi
 }
 
+# paused_reset_hotplug_case NAME: a VM that ran is stopped; PAUSE_MS
+# later it is reset while paused (the guest's TSC starts again from 0),
+# PAUSE_MS after that a CPU is hotplugged, and it is saved (virsh save's
+# way).  The reset and the hotplug drop the states read at the stop, so
+# the save reads every vCPU again (hours later, in real use).  Loaded into
+# the patched QEMU and continued, the guest's TSC must count none of the
+# pause after the reset: from the reset's write to the cont, L1's debugfs
+# offsets move back by the time between them, within HOTPLUG_TOL_MS, and
+# both vCPUs stay in phase.  A state read at the save and restored as read
+# gains the pause after the reset; one taken back to the stop, not to the
+# reset's write, has a TSC below 0 (2^64 less the pause before it).
+PAUSE_MS=${PAUSE_MS:-3000}
+HOTPLUG_TOL_MS=${HOTPLUG_TOL_MS:-1000}
+paused_reset_hotplug_case() {
+	case_begins "$1" || return
+	topo="-smp 1,maxcpus=2,sockets=1,cores=2,threads=1"
+	cpu="host-x86_64-cpu,id=hotcpu1,socket-id=0,core-id=1,thread-id=0"
+	khz=$(/bin/kvm_tsc_khz 2>/dev/null | sed -n 's/.*tsc_khz: *\([0-9]*\).*/\1/p')
+	if [ -z "$khz" ] || [ "$khz" -le 0 ]; then
+		result 1 "$1" "no TSC kHz from kvm_tsc_khz"
+		return
+	fi
+	# shellcheck disable=SC2086
+	if ! qemu_start "$1" "$PATCHED_QEMU" "$PATCHED_ACCEL" $topo; then
+		result 1 "$1" "QEMU did not start: $(grep -v '^$' "$QERR" | tail -n 2 | tr '\n' ' ')"
+		return
+	fi
+	sleep 1
+	T_PAUSED=$(now_ms)
+	mon stop || { qemu_quit; result 1 "$1" "stop: no prompt"; return; }
+	stopped=$(offsets)
+	while [ $(($(now_ms) - T_PAUSED)) -lt "$PAUSE_MS" ]; do
+		sleep 0.1
+	done
+	t_reset=$(now_ms)
+	mon system_reset || { qemu_quit; result 1 "$1" "system_reset: no prompt"; return; }
+	# the reset's puts run in QEMU's main loop after the command returns
+	while :; do
+		before=$(offsets)
+		all_changed "$stopped" "$before" && break
+		[ $(($(now_ms) - t_reset)) -lt 5000 ] || break
+		sleep 0.05
+	done
+	if ! all_changed "$stopped" "$before"; then
+		qemu_quit
+		result 1 "$1" "the offset did not change within 5 s of system_reset: $stopped -> $before"
+		return
+	fi
+	while [ $(($(now_ms) - t_reset)) -lt "$PAUSE_MS" ]; do
+		sleep 0.1
+	done
+	mon "device_add $cpu"
+	added=$MON_OUT
+	case $(offsets) in
+	*,*) ;;
+	*)
+		printf '%s\n' "$added" | grep -v "$(printf '\033')" | prefix device_add
+		qemu_quit
+		result 1 "$1" "no second vCPU in L1's debugfs after device_add"
+		return ;;
+	esac
+	if ! save_vm stopped; then
+		qemu_running && qemu_quit
+		result 1 "$1" "saving failed"
+		return
+	fi
+	reap_retired
+	LOAD_ARGS="$topo -device $cpu"
+	load_vm "$1" "$PATCHED_QEMU" "$PATCHED_ACCEL"
+	st=$?
+	LOAD_ARGS=
+	if [ "$st" != 0 ]; then
+		qemu_running && qemu_quit
+		result 1 "$1" "the destination did not load: $REFUSAL"
+		return
+	fi
+	if ! resume_vm 0; then
+		qemu_running && qemu_quit
+		result 1 "$1" "cont failed"
+		return
+	fi
+	after=$DST_OFFSETS
+	qemu_quit
+	src=${before%%,*} dst=${after%%,*}
+	moved_ms=$(((src - dst) / khz))
+	since_ms=$((T_CONT - t_reset))
+	err=$((since_ms - moved_ms))
+	sp=$(spread "$after")
+	say "paused reset and hotplug: offsets $stopped at the stop, $before after the reset, $after after cont; the TSC moved back $moved_ms ms, $since_ms ms from the reset to the cont (pauses of $PAUSE_MS ms before and after the reset)"
+	DOWNTIME_MS='' SRC_OFFSETS=$before DST_OFFSETS=$after
+	row "$1" reset-hotplug-save "" "result=offset_spread:$sp,reset_to_cont_ms:$since_ms,tsc_counted_ms:$err"
+	if [ "$sp" != 0 ]; then
+		result 1 "$1" "the vCPUs' offsets differ after the restore: $after (spread $sp)"
+	elif [ "$err" -gt "$HOTPLUG_TOL_MS" ] || [ "$err" -lt "-$HOTPLUG_TOL_MS" ]; then
+		result 1 "$1" "the guest's TSC counted $err ms of the $since_ms ms from the reset to the cont (allowed: none, +-$HOTPLUG_TOL_MS ms)"
+	else
+		result 0 "$1"
+	fi
+}
+
 # read_once_case NAME: the patched QEMU with x-precise-tsc=auto and the
 # recipe, started with -S and saved before it ever ran, so the read fails
 # (no master clock yet): it must warn once, not once per vCPU (every
@@ -1183,6 +1287,7 @@ main() {
 	echo "1..$NR_CASES"
 	setup
 	hotplug_case cpu-hotplug
+	paused_reset_hotplug_case paused-reset-hotplug-save
 	read_once_case auto-read-once
 	# Guest A, under the patched QEMU: the precise cases first, while its
 	# watchdog still watches the TSC; then the compatibility cases.
