@@ -283,7 +283,8 @@ loop_e2e() {
 	for i in $(seq 1 "$count"); do
 		start=$(date +%s)
 		status=0
-		RUN_NAME=$base.$i run_e2e >"$LOG_DIR/$base.$i.out" 2>&1 || status=$?
+		# (a subshell: a run that dies is a failed run, not the end of the loop)
+		(RUN_NAME=$base.$i run_e2e) >"$LOG_DIR/$base.$i.out" 2>&1 || status=$?
 		local note=""
 		[ -f "$LOG_DIR/$base.$i.try1.console.log" ] && { note=" (retried: $(RUN_NAME=$base.$i.try1 env_failure_any))"; retried=$((retried + 1)); }
 		# the guest boots that failed and were retried inside the run
@@ -295,7 +296,7 @@ loop_e2e() {
 			lines+=("run $i: pass$note, $(($(date +%s) - start)) s")
 		else
 			fail=$((fail + 1))
-			lines+=("run $i: FAIL (exit $status)$note, $(($(date +%s) - start)) s: $(grep -a '^FAIL' "$LOG_DIR/$base.$i.out" | tr '\n' ' ')")
+			lines+=("run $i: FAIL (exit $status)$note, $(($(date +%s) - start)) s: $(grep -a -e '^FAIL' -e 'error: ' "$LOG_DIR/$base.$i.out" | tr '\n' ' ')")
 		fi
 		log "${lines[-1]}"
 	done
