@@ -8,7 +8,7 @@ export BUILD_DIR
 H := $(CURDIR)/harness
 
 .PHONY: help check check-debug check-tree demo bench regress baseline deps tree export rebase newer-base \
-	kernel selftests test-parser test-fetch gates test-gates mutants loop fuzz-loop clean qemu e2e e2e-loop e2e-base demo-vmm
+	kernel selftests test-parser test-fetch gates test-gates mutants loop fuzz-loop clean qemu e2e e2e-loop e2e-base e2e-2host e2e-2host-loop demo-vmm
 
 help:
 	@echo "make check       the test command: packages, parser tests, apply both series, build kernel,"
@@ -31,6 +31,8 @@ help:
 	@echo "make e2e         live-migrate a Debian guest with stock and patched QEMU inside the test VM"
 	@echo "make e2e-loop    make e2e LOOP_COUNT (20) times: flake counts"
 	@echo "make e2e-base    make e2e on the unpatched base kernel: the QEMU series' vcpu.rst recipe"
+	@echo "make e2e-2host   live-migrate a Debian guest over TCP between two test VMs (own KVM, TSC, clock)"
+	@echo "make e2e-2host-loop  make e2e-2host LOOP_COUNT (10) times"
 	@echo "make newer-base  does Debian serve newer bases than the pins, and do the series apply and build there?"
 	@echo "make rebase      move harness/base.conf's pins to the newest versions Debian serves, re-apply both series"
 	@echo "make kernel | selftests | test-parser | test-fetch | deps | clean"
@@ -102,6 +104,12 @@ e2e-loop:
 
 e2e-base:
 	$(H)/e2e.sh base
+
+e2e-2host:
+	$(H)/e2e.sh 2host
+
+e2e-2host-loop:
+	$(H)/e2e.sh 2host-loop
 
 kernel:
 	$(H)/kernel.sh

@@ -29,6 +29,9 @@ Environment:
                  every CPU's backtrace (default: the set's longest test
                  timeout + 120; RUN.console.log.silence)
   KTAP_FLAGS     extra harness/ktap.py flags (--splats for the debug kernel)
+  QEMU_EXTRA_ARGS
+                 more arguments for the test VM's QEMU, split at blanks
+                 (harness/e2e.sh 2host: its network device)
   EXTRA_INITRAMFS_DIR
                  a directory whose contents are copied into the initramfs
                  on top of the rest (harness/e2e.sh's payload)
@@ -41,6 +44,7 @@ QEMU_SMP=${QEMU_SMP:-4}
 QEMU_MEM=${QEMU_MEM:-4G}
 KERNEL_ARGS=${KERNEL_ARGS:-}
 EXTRA_INITRAMFS_DIR=${EXTRA_INITRAMFS_DIR:-}
+QEMU_EXTRA_ARGS=${QEMU_EXTRA_ARGS:-}
 GUEST_DIR=$HARNESS_DIR/guest
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
@@ -225,13 +229,14 @@ boot_qemu() {
 	watch_silence "$console" "$ktap" "$mon" "$ktap.done" &
 	local watcher=$!
 	set +e
+	# shellcheck disable=SC2086 # QEMU_EXTRA_ARGS is split at blanks
 	run timeout --foreground -k 10 "$QEMU_TIMEOUT" \
 		qemu-system-x86_64 -accel tcg -cpu max -smp "$QEMU_SMP" -m "$QEMU_MEM" \
 		-nodefaults -nographic -no-reboot -monitor "unix:$mon,server=on,wait=off" \
 		-kernel "$KBUILD_DIR/arch/x86/boot/bzImage" -initrd "$cpio" \
 		-append "$append" \
 		-serial "file:$console" -serial "file:$ktap" \
-		-d cpu_reset,guest_errors -D "$console.qemu" </dev/null
+		-d cpu_reset,guest_errors -D "$console.qemu" $QEMU_EXTRA_ARGS </dev/null
 	local status=$?
 	touch "$ktap.done"
 	wait "$follower"

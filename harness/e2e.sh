@@ -20,6 +20,7 @@ else
 fi
 PATCHED_ACCEL=${PATCHED_ACCEL:-kvm,x-precise-tsc=on}
 TSC_MONITOR_SRC=${TSC_MONITOR_SRC:-$HARNESS_DIR/e2e/tsc_monitor.c}
+CLOCK_XCHG_SRC=$HARNESS_DIR/e2e/clock_xchg.c
 RUN_NAME=${RUN_NAME:-e2e}
 SET_FILE=$HARNESS_DIR/sets/e2e.list
 export QEMU_TIMEOUT=${QEMU_TIMEOUT:-1200}
@@ -51,7 +52,7 @@ ENV_SIGNATURES='get_mmio_spte|reserved bits|fpu_swap_kvm_fpstate|self-detected s
 
 usage() {
 	cat <<USAGE
-usage: $0 [run|loop|demo|base|prepare]
+usage: $0 [run|loop|demo|base|2host|2host-loop|prepare]
 
   prepare  fetch the L2 kernel ($L2_PACKAGE
            $L2_VERSION, sha256
@@ -62,6 +63,13 @@ usage: $0 [run|loop|demo|base|prepare]
            built in BUILD_DIR/linux-base and BUILD_DIR/kbuild-base unless
            NO_BUILD=1: the patched QEMU's precise-tsc then uses vcpu.rst's
            recipe (QEMU patch 5); logs $LOG_DIR/e2e-base.*
+  2host    a guest live-migrated over TCP between two test VMs booted
+           side by side, each with its own KVM, TSC and clock, B's clock
+           stepped against A's per case (harness/guest/tsc_2host.sh); the
+           kernel with harness/config/net.config in BUILD_DIR/kbuild-2host,
+           built unless NO_BUILD=1; logs $LOG_DIR/e2e-2host-[ab].*
+  2host-loop  2host LOOP_COUNT (default 10) times; the tally and each
+           run's rows in LOG_DIR/e2e-2host-loop.txt
   loop     run LOOP_COUNT (default 20) times; one line per run, the tally
            in LOG_DIR/$RUN_NAME-loop.txt
   run      (default) prepare, then boot the test VM on harness/sets/e2e.list
@@ -110,15 +118,16 @@ fetch_l2() {
 	log "L2 kernel: $(basename "$L2_KERNEL") ($L2_PACKAGE $L2_VERSION)"
 }
 
-# build_monitor: tsc_monitor, static.
-build_monitor() {
-	local out=$E2E_DIR/tsc_monitor
-	[ -f "$TSC_MONITOR_SRC" ] || die "$EXIT_SELFTESTS" "no $TSC_MONITOR_SRC"
-	if [ -x "$out" ] && [ ! "$TSC_MONITOR_SRC" -nt "$out" ]; then
+# build_tool SRC OUT: a static program of the payload (tsc_monitor for
+# L2, clock_xchg for L1).
+build_tool() {
+	local src=$1 out=$2
+	[ -f "$src" ] || die "$EXIT_SELFTESTS" "no $src"
+	if [ -x "$out" ] && [ ! "$src" -nt "$out" ]; then
 		return 0
 	fi
-	run gcc -static -O2 -Wall -Wextra -Werror -pthread -o "$out" "$TSC_MONITOR_SRC" ||
-		die "$EXIT_SELFTESTS" "building $TSC_MONITOR_SRC failed"
+	run gcc -static -O2 -Wall -Wextra -Werror -pthread -o "$out" "$src" ||
+		die "$EXIT_SELFTESTS" "building $src failed"
 }
 
 # stage_l2_initrd OUT: busybox, tsc_monitor, ptp_kvm.ko and
@@ -169,6 +178,9 @@ stage_payload() {
 	rm -rf "$dir"
 	mkdir -p "$dir"/e2e/{bin,fw,l2}
 	cp "$L2_KERNEL" "$dir/e2e/l2/vmlinuz"
+	# the two-host test's clock exchange, and the functions it sources
+	cp "$E2E_DIR/clock_xchg" "$dir/e2e/bin/clock_xchg"
+	cp "$HARNESS_DIR/guest/tsc_e2e.sh" "$dir/e2e/tsc_e2e.sh"
 	stage_l2_initrd "$dir/e2e/l2/initrd.gz"
 	for fw in "${FIRMWARE[@]}"; do
 		[ -f "$fw" ] || die "$EXIT_DEPS" "no QEMU firmware $fw"
@@ -196,10 +208,12 @@ prepare() {
 	start=$(date +%s)
 	ensure_dirs
 	fetch_l2
-	build_monitor
+	build_tool "$TSC_MONITOR_SRC" "$E2E_DIR/tsc_monitor"
+	build_tool "$CLOCK_XCHG_SRC" "$E2E_DIR/clock_xchg"
 	stage_payload "$E2E_DIR/payload"
 	mkdir -p "$BUILD_DIR/guest"
 	install -m 0755 "$HARNESS_DIR/guest/tsc_e2e.sh" "$BUILD_DIR/guest/tsc_e2e.sh"
+	install -m 0755 "$HARNESS_DIR/guest/tsc_2host.sh" "$BUILD_DIR/guest/tsc_2host.sh"
 	stage_time prepare "$start"
 }
 
@@ -356,9 +370,100 @@ base_e2e() {
 	run_e2e
 }
 
+# two_host: the guest migrated over TCP between two test VMs booted side
+# by side (harness/guest/tsc_2host.sh), joined by the emulator's dgram
+# netdev on L0's loopback; B boots once A's initramfs is packed (they
+# share BUILD_DIR/guest).  Their kernel is the series' with
+# harness/config/net.config on top, in BUILD_DIR/kbuild-2host (built
+# unless NO_BUILD=1).  Logs: LOG_DIR/RUN-a.*, RUN-b.* (RUN: TWO_HOST_RUN,
+# default e2e-2host).
+two_host() {
+	local port status_a=0 status_b=0 pid_a pid_b i run=${TWO_HOST_RUN:-e2e-2host}
+	two_host_kernel
+	prepare
+	port=$((20000 + $$ % 20000))
+	# shellcheck disable=SC2030,SC2031
+	(
+		QEMU_EXTRA_ARGS=$(two_host_net "$port" "$((port + 1))" 0a)
+		export QEMU_SMP=2 QEMU_EXTRA_ARGS
+		KERNEL_ARGS="${KERNEL_ARGS:+$KERNEL_ARGS }e2e.host=a" RUN_NAME=$run-a \
+			SET_FILE=$HARNESS_DIR/sets/e2e-2host.list boot_once
+	) &
+	pid_a=$!
+	for i in $(seq 1 600); do
+		[ -e "$LOG_DIR/$run-a.console.log" ] && break
+		kill -0 "$pid_a" 2>/dev/null || break
+		sleep 0.5
+	done
+	(
+		QEMU_EXTRA_ARGS=$(two_host_net "$((port + 1))" "$port" 0b)
+		export QEMU_SMP=2 QEMU_EXTRA_ARGS
+		KERNEL_ARGS="${KERNEL_ARGS:+$KERNEL_ARGS }e2e.host=b" RUN_NAME=$run-b \
+			SET_FILE=$HARNESS_DIR/sets/e2e-2host.list boot_once
+	) &
+	pid_b=$!
+	wait "$pid_a" || status_a=$?
+	wait "$pid_b" || status_b=$?
+	echo
+	echo "two hosts: A (source) exit $status_a, B (destination) exit $status_b"
+	grep -a -h -e 'row case=2host' -e 'clock_xchg:' -e 'host [ab]: ' "$LOG_DIR/$run-a.ktap.log" "$LOG_DIR/$run-b.ktap.log" |
+		tr -d '\r' | sed 's/^[# ]*e2e: //'
+	[ "$status_a" -eq 0 ] && [ "$status_b" -eq 0 ]
+}
+
+# two_host_loop: two_host LOOP_COUNT (default 10) times, the kernel built
+# once; one line per run, then each run's rows, in
+# LOG_DIR/e2e-2host-loop.txt.
+two_host_loop() {
+	local count=${LOOP_COUNT:-10} i status pass=0 fail=0 lines=() start
+	local out=$LOG_DIR/e2e-2host-loop.txt
+	two_host_kernel
+	for i in $(seq 1 "$count"); do
+		start=$(date +%s)
+		status=0
+		(NO_BUILD=1 TWO_HOST_RUN=e2e-2host.$i two_host) >"$LOG_DIR/e2e-2host.$i.out" 2>&1 || status=$?
+		if [ "$status" -eq 0 ]; then
+			pass=$((pass + 1))
+			lines+=("run $i: pass, $(($(date +%s) - start)) s")
+		else
+			fail=$((fail + 1))
+			lines+=("run $i: FAIL (exit $status), $(($(date +%s) - start)) s: $(grep -a -h '^# not ok' "$LOG_DIR/e2e-2host.$i"-[ab].ktap.log | tr -d '\r' | tr '\n' ' ')")
+		fi
+		log "${lines[-1]}"
+	done
+	{
+		printf '%s\n' "${lines[@]}"
+		echo "e2e-2host loop: $count runs, $pass passed, $fail failed"
+		echo
+		for i in $(seq 1 "$count"); do
+			grep -a -h 'row case=2host' "$LOG_DIR/e2e-2host.$i-b.ktap.log" 2>/dev/null | tr -d '\r' |
+				sed "s/^[# ]*e2e: row /run $i: /" |
+				awk '{ l = $1 " " $2; for (i = 3; i <= NF; i++) if ($i ~ /^(case|downtime_ms|tsc_err_us|hosts_offset_ms|offset_err_us|tsc_err_true_us)=/) l = l " " $i; print l }'
+		done
+	} | tee "$out"
+	[ "$fail" -eq 0 ]
+}
+
+# two_host_kernel: the series with harness/config/net.config, in
+# BUILD_DIR/kbuild-2host, unless NO_BUILD=1.
+two_host_kernel() {
+	export KBUILD_DIR=$BUILD_DIR/kbuild-2host
+	[ "${NO_BUILD:-0}" != 1 ] || return 0
+	# shellcheck disable=SC2046
+	"$HARNESS_DIR/kernel.sh" $(kvm_test_fragments) "$HARNESS_DIR/config/net.config"
+	run make -s -C "$TREE_DIR" O="$KBUILD_DIR" ARCH=x86_64 headers_install
+}
+
+# two_host_net LOCAL_PORT REMOTE_PORT MAC_BYTE: the test VM's NIC.
+two_host_net() {
+	echo "-netdev dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=$1,remote.type=inet,remote.host=127.0.0.1,remote.port=$2 -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:$3"
+}
+
 main() {
 	case "${1:-run}" in
 	run) run_e2e ;;
+	2host) two_host ;;
+	2host-loop) two_host_loop ;;
 	base) base_e2e ;;
 	demo) demo_e2e ;;
 	loop) loop_e2e ;;

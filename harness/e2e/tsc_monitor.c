@@ -13,9 +13,11 @@
  *
  * On "report" on stdin it finds, for each CPU, the longest stretch of host
  * time between two consecutive samples (the migration's downtime as the
- * host's clock saw it) and prints how far the TSC, kvm-clock and the guest's
- * CLOCK_REALTIME moved across it against the host's clock, the warps seen,
- * and the kernel log lines of the clocksource watchdog.  Then a new round.
+ * host's clock saw it; the largest step back, if that is larger: a
+ * destination host's clock behind the source's) and prints how far the
+ * TSC, kvm-clock and the guest's CLOCK_REALTIME moved across it against
+ * the host's clock, the warps seen, and the kernel log lines of the
+ * clocksource watchdog.  Then a new round.
  */
 #define _GNU_SOURCE
 #include <cpuid.h>
@@ -633,15 +635,21 @@ static void collect(struct sampler *s, struct result *r)
 	unsigned long i, first = (s->head + s->cap - s->count) % s->cap;
 	const struct sample *prev = NULL, *b = NULL, *a = NULL;
 	long prev_i = -1, gap_b = -1, gap_a = -1;
-	int64_t best = INT64_MIN;
+	int64_t best = -1, d;
 
 	for (i = 0; i < s->count; i++) {
 		const struct sample *x = &s->ring[(first + i) % s->cap];
 
 		if (!x->valid)
 			continue;
-		if (prev && x->host_ns - prev->host_ns > best) {
-			best = x->host_ns - prev->host_ns;
+		/*
+		 * The largest step of the host's clock either way: a guest
+		 * migrated to a host whose clock is behind the source's by
+		 * more than the downtime sees it go back.
+		 */
+		d = prev ? x->host_ns - prev->host_ns : 0;
+		if (prev && (d < 0 ? -d : d) > best) {
+			best = d < 0 ? -d : d;
 			gap_b = prev_i;
 			gap_a = i;
 		}

@@ -429,13 +429,15 @@ trace_stop_ms() {
 	esac
 }
 
-# save_vm [paused]: migrate the current QEMU live to $MIG (the migration
+# save_vm [paused]: migrate the current QEMU live to $MIG, or to SAVE_URI
+# when set (harness/guest/tsc_2host.sh: tcp:HOST:PORT) (the migration
 # stops it at the switchover), read its offsets (SRC_OFFSETS), quit it.
 # With "paused": HMP stop first, then the migration, as virsh save does.
 # T_STOP: L1's time of the stop (for a live migration, from the source's
 # vm_state_notify trace: QEMU's own downtime figure is not the stop's).
 save_vm() {
-	rm -f "$MIG"
+	uri=${SAVE_URI:-"exec:cat > $MIG"}
+	[ -n "${SAVE_URI:-}" ] || rm -f "$MIG"
 	mon "migrate_set_parameter max-bandwidth 100000" || return 1
 	T_MIG=$(now_ms)
 	T_STOP=
@@ -446,7 +448,7 @@ save_vm() {
 		# stopped by the caller at T_PAUSED
 		T_STOP=$T_PAUSED
 	fi
-	mon "migrate -d \"exec:cat > $MIG\"" "$MIGRATE_TIMEOUT" || return 1
+	mon "migrate -d \"$uri\"" "$MIGRATE_TIMEOUT" || return 1
 	deadline=$((T_MIG + MIGRATE_TIMEOUT * 1000))
 	while :; do
 		# While a live migration runs, QEMU may hold the monitor for
@@ -476,7 +478,9 @@ save_vm() {
 		fi
 		sleep 0.1
 	done
-	save_written || { say "error: the migration's cat did not exit"; return 1; }
+	if [ -z "${SAVE_URI:-}" ]; then
+		save_written || { say "error: the migration's cat did not exit"; return 1; }
+	fi
 	T_SAVED=$(now_ms)
 	if [ -z "$T_STOP" ]; then
 		T_STOP=$(trace_stop_ms "$W/qemu.$QN.$QNAME.log")
@@ -484,7 +488,7 @@ save_vm() {
 		say "live migration: the source stopped $((T_STOP - T_MIG)) ms after the migrate command (its vm_state_notify trace); QEMU's own total time minus downtime says $(mig_stop_ms) ms"
 	fi
 	SRC_OFFSETS=$(offsets)
-	say "saved $(stat -c %s "$MIG") bytes in $((T_SAVED - T_MIG)) ms; source offsets $SRC_OFFSETS"
+	say "saved ${SAVE_URI:-$(stat -c %s "$MIG") bytes} in $((T_SAVED - T_MIG)) ms; source offsets $SRC_OFFSETS"
 	qemu_retire
 }
 
@@ -507,7 +511,13 @@ load_vm() {
 		refused && return 1
 		return 2
 	fi
-	deadline=$((t0 + MIGRATE_TIMEOUT * 1000))
+	wait_loaded "$1" "$t0"
+}
+
+# wait_loaded NAME T0: wait until the destination started at T0 has
+# loaded the stream (paused); returns as load_vm.
+wait_loaded() {
+	deadline=$(($2 + MIGRATE_TIMEOUT * 1000))
 	while :; do
 		# the monitor may not answer until the load is done
 		if ! mon "info status" $(((deadline - $(now_ms)) / 1000 + 1)); then
@@ -539,7 +549,7 @@ load_vm() {
 		sleep 0.1
 	done
 	T_LOADED=$(now_ms)
-	say "loaded in $((T_LOADED - t0)) ms (QEMU start included)"
+	say "loaded in $((T_LOADED - $2)) ms (QEMU start included)"
 }
 
 # resume_vm TARGET_MS: cont once TARGET_MS have passed since the stop;
@@ -654,14 +664,15 @@ analyse() {
 		"$ANALYSE_AWK" "$1"
 }
 
-# row CASE METHOD [GUEST_FIGURES [MORE]]: the summary row of a case.
+# row CASE METHOD [GUEST_FIGURES [MORE]]: the summary row of a case
+# (ROW_EXTRA, if set, appended).
 row() {
 	guest=${3:-tsc_jump_ms=- tsc_err_us=- rt_err_us=- kvmclock_tsc_us=- warps=- complaints=-}
 	guest_head=${guest%% rt_err_us=*}
 	guest_tail=rt_err_us=${guest#* rt_err_us=}
 	say "row case=$1 method=$2 downtime_ms=${DOWNTIME_MS:--} $guest_head" \
 		"offset_spread=$(spread "${DST_OFFSETS:--}") src_offsets=${SRC_OFFSETS:--}" \
-		"dst_offsets=${DST_OFFSETS:--} $guest_tail${4:+ $4}"
+		"dst_offsets=${DST_OFFSETS:--} $guest_tail${4:+ $4}${ROW_EXTRA:+ $ROW_EXTRA}"
 }
 
 # finish_case NAME METHOD CHECK: report, row, result of a migrated case;
@@ -1394,4 +1405,5 @@ stop_guest() {
 	fi
 }
 
-main
+# harness/guest/tsc_2host.sh sources this file for its functions.
+[ -n "${E2E_LIBRARY:-}" ] || main
