@@ -135,12 +135,34 @@ def summary(rows, out):
               f"{sum(warps):>9.0f}  {span(compl, '{:.0f}'):>10}", file=out)
 
 
+def two_host(rows, out, runs):
+    """make e2e-2host: one markdown table of the cases (harness/guest/tsc_2host.sh's
+    rows, B's log), or with runs > 1 the range of each figure per case."""
+    print("| case | method | runs | B - A, measured (ms) | its error (us) | "
+          "TSC error vs the hosts' clocks (us) | TSC error vs true time (ms) | "
+          "kvm-clock - TSC (us) |", file=out)
+    print("|---|---|---|---|---|---|---|---|", file=out)
+    cases = []
+    for r in rows:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    for c in cases:
+        rs = [r for r in rows if r["case"] == c]
+        true_ms = [v / 1000 for v in floats(rs, "tsc_err_true_us")]
+        print(f"| {c} | {rs[0].get('method', '-')} | {len(rs)} | "
+              f"{span(floats(rs, 'hosts_offset_ms'), '{:.3f}')} | "
+              f"{span(floats(rs, 'offset_err_us'))} | {span(floats(rs, 'tsc_err_us'))} | "
+              f"{span(true_ms, '{:.3f}')} | {span(floats(rs, 'kvmclock_tsc_us'))} |", file=out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--summary", action="store_true",
                     help="one line per case: each figure's range over all the logs")
     ap.add_argument("--stock", default="stock QEMU",
                     help="what the titles call the unpatched QEMU")
+    ap.add_argument("--two-host", action="store_true",
+                    help="make e2e-2host's rows (B's logs): one table, figures' ranges over the logs")
     ap.add_argument("logs", nargs="+", help="KTAP or console logs with e2e rows")
     args = ap.parse_args()
     rows = []
@@ -153,6 +175,9 @@ def main():
     if not rows:
         print("no e2e rows found in " + " ".join(args.logs), file=sys.stderr)
         return 1
+    if args.two_host:
+        two_host([r for r in rows if r["case"].startswith("2host-")], sys.stdout, len(args.logs))
+        return 0
     if args.summary:
         summary(rows, sys.stdout)
         return 0
