@@ -15,7 +15,8 @@
  *	rtt / 2 of its estimate if the path is symmetric in the worst case.
  *	Prints "clock_xchg: offset_ns=O err_ns=E rtt_ns=R probes=N clock=C".
  *	With -s, then steps this host's CLOCK_REALTIME so that this clock
- *	reads the peer's plus SKEW_MS, and measures again.
+ *	reads the peer's plus SKEW_MS (clock_adjtime's ADJ_SETOFFSET), and
+ *	measures again.
  *
  * -c tai exchanges CLOCK_TAI instead of CLOCK_REALTIME (a step still moves
  * CLOCK_REALTIME, and CLOCK_TAI with it).
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timex.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -150,7 +152,7 @@ static int query(const char *host, int port, int n, int step, int64_t skew_ms)
 {
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port) };
 	struct estimate e;
-	struct timespec ts;
+	struct timex tx = {};
 	int64_t t;
 	int fd;
 
@@ -170,16 +172,31 @@ static int query(const char *host, int port, int n, int step, int64_t skew_ms)
 	print("", &e);
 	if (!step)
 		return 0;
-	/* this clock := the peer's + skew: add offset + skew to it */
-	t = now_ns(CLOCK_REALTIME) + e.offset + skew_ms * NSEC_PER_MSEC;
-	ts.tv_sec = t / NSEC_PER_SEC;
-	ts.tv_nsec = t % NSEC_PER_SEC;
-	if (clock_settime(CLOCK_REALTIME, &ts)) {
-		perror("clock_xchg: clock_settime");
+	/*
+	 * this clock := the peer's + skew: add offset + skew to it, in the
+	 * kernel (ADJ_SETOFFSET): a read-then-clock_settime() loses the time
+	 * this process is preempted between the two (6 ms was seen under
+	 * the emulator)
+	 */
+	/*
+	 * In microseconds: ADJ_NANO would leave STA_NANO set, and every
+	 * adjtimex reader after it (tsc_e2e.sh's now_ms) would take the
+	 * nanoseconds it then reports for microseconds.
+	 */
+	t = (e.offset + skew_ms * NSEC_PER_MSEC) / 1000;
+	tx.modes = ADJ_SETOFFSET;
+	tx.time.tv_sec = t / 1000000;
+	tx.time.tv_usec = t % 1000000;
+	if (tx.time.tv_usec < 0) {		/* the kernel wants 0 <= us < 1 s */
+		tx.time.tv_sec--;
+		tx.time.tv_usec += 1000000;
+	}
+	if (clock_adjtime(CLOCK_REALTIME, &tx) < 0) {
+		perror("clock_xchg: clock_adjtime(ADJ_SETOFFSET)");
 		return 2;
 	}
-	printf("clock_xchg: stepped CLOCK_REALTIME by %" PRId64 " ns (to the peer's %+" PRId64 " ms)\n",
-	       e.offset + skew_ms * NSEC_PER_MSEC, skew_ms);
+	printf("clock_xchg: stepped CLOCK_REALTIME by %" PRId64 " us (to the peer's %+" PRId64 " ms)\n",
+	       t, skew_ms);
 	if (measure(fd, &to, n, &e)) {
 		fprintf(stderr, "clock_xchg: no answer from %s:%d after the step\n", host, port);
 		return 3;

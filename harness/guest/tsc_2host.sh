@@ -150,7 +150,13 @@ source_case() {	# NAME QEMU SKEW CHECK
 	else
 		send "failed $1"
 		diagnostics
-		qemu_running && qemu_quit
+		# (a guest that resets ends its QEMU, with status 0: -no-reboot)
+		if qemu_running; then
+			qemu_quit
+		elif [ -n "$QPID" ]; then
+			qemu_reap 1
+			say "the source QEMU had exited, status $QEMU_RC"
+		fi
 		result 1 "$1-source" "the migration to B failed"
 	fi
 	expect finished "$1" "$DONE_TIMEOUT"
