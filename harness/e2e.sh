@@ -415,6 +415,8 @@ two_host() {
 two_host_pair() {
 	local run=$1 port status_a=0 status_b=0 pid_a pid_b i p grace=${TWO_HOST_GRACE:-90}
 	port=$((20000 + $$ % 20000))
+	# B starts once A's console log exists: not a stale one
+	rm -f "$LOG_DIR/$run"-[ab].console.log
 	# shellcheck disable=SC2030,SC2031
 	(
 		QEMU_EXTRA_ARGS=$(two_host_net "$port" "$((port + 1))" 0a)
@@ -462,20 +464,22 @@ two_host_pair() {
 two_host_loop() {
 	local count=${LOOP_COUNT:-10} i status pass=0 fail=0 lines=() start
 	local out=$LOG_DIR/e2e-2host-loop.txt
+	rm -f "$LOG_DIR"/e2e-2host.[0-9]*
 	two_host_kernel
 	for i in $(seq 1 "$count"); do
 		start=$(date +%s)
 		status=0
 		(NO_BUILD=1 TWO_HOST_RUN=e2e-2host.$i two_host) >"$LOG_DIR/e2e-2host.$i.out" 2>&1 || status=$?
 		local note=""
-		ls "$LOG_DIR/e2e-2host.$i"-[ab].try1.console.log >/dev/null 2>&1 &&
-			note=" (retried: $(grep -a -h 'RETRY: the two-host' "$LOG_DIR/e2e-2host.$i.out" | sed 's/.*environment failure: //; s/; first attempt.*//'))"
+		if ls "$LOG_DIR/e2e-2host.$i"-[ab].try1.console.log >/dev/null 2>&1; then
+			note=" (retried: $({ grep -a -h 'RETRY: the two-host' "$LOG_DIR/e2e-2host.$i.out" || true; } | sed 's/.*environment failure: //; s/; first attempt.*//'))"
+		fi
 		if [ "$status" -eq 0 ]; then
 			pass=$((pass + 1))
 			lines+=("run $i: pass$note, $(($(date +%s) - start)) s")
 		else
 			fail=$((fail + 1))
-			lines+=("run $i: FAIL (exit $status)$note, $(($(date +%s) - start)) s: $(grep -a -h '^# not ok' "$LOG_DIR/e2e-2host.$i"-[ab].ktap.log | tr -d '\r' | tr '\n' ' ')")
+			lines+=("run $i: FAIL (exit $status)$note, $(($(date +%s) - start)) s: $({ grep -a -h '^# not ok' "$LOG_DIR/e2e-2host.$i"-[ab].ktap.log || true; } | tr -d '\r' | tr '\n' ' ')")
 		fi
 		log "${lines[-1]}"
 	done

@@ -43,8 +43,19 @@ XCHG=$E2E/bin/clock_xchg
 TARGET_DOWNTIME_MS=${TARGET_DOWNTIME_MS:-6000}
 # A's boot of a guest: up to L2_BOOT_TRIES boots of L2_BOOT_TIMEOUT each.
 CTL_TIMEOUT=${CTL_TIMEOUT:-$((L2_BOOT_TRIES * L2_BOOT_TIMEOUT + 120))}
+# B's clock after its step: the case's skew within this (the exchange's
+# error is about 1 ms here)
+SYNC_TOL_MS=${SYNC_TOL_MS:-5}
+# The host's clock gap the guest saw across the migration, minus the
+# downtime and the offset (A's timeline): the guest's samples stop a
+# little before the stop and resume a little after cont (100-760 ms in
+# 13 runs); a gap outside this window is not the migration's
+GAP_MIN_MS=${GAP_MIN_MS:--200}
+GAP_MAX_MS=${GAP_MAX_MS:-2000}
 DONE_TIMEOUT=$((MIGRATE_TIMEOUT + REPORT_TIMEOUT + TARGET_DOWNTIME_MS / 1000 + 60))
 W=/tmp/e2e-2host
+# the patched QEMU's warning of a destination clock behind the source's
+FUTURE_RE='timestamped .* in this host.s future'
 # shellcheck disable=SC2034 # tsc_e2e.sh's save target, unused here
 MIG=$W/mig
 SERLOG=$W/l2.console.log
@@ -162,6 +173,17 @@ source_case() {	# NAME QEMU SKEW CHECK
 	expect finished "$1" "$DONE_TIMEOUT"
 }
 
+# lost_peer PEER SUFFIX: the protocol broke; every case not reported
+# fails.
+lost_peer() {
+	BROKEN="lost $1"
+	# shellcheck disable=SC2154 # tsc_e2e.sh's count of results
+	while [ "$n" -lt "$NR_2HOST" ]; do
+		name=$(echo "$CASES" | sed -n "$((n + 1))p" | cut -d' ' -f1)
+		result 1 "$name$2" "$BROKEN"
+	done
+}
+
 # each_case FUNCTION: FUNCTION NAME QEMU SKEW CHECK for each case, in this
 # shell (the results count); stops at the first that fails.
 each_case() {
@@ -178,7 +200,7 @@ source_main() {
 	SAVE_URI=tcp:$IP_B:$MIG_PORT
 	"$XCHG" serve -p "$CLK_PORT" &
 	XCHG_PID=$!
-	each_case source_case || BROKEN="lost B"
+	each_case source_case || lost_peer B -source
 	kill "$XCHG_PID" 2>/dev/null
 }
 
@@ -199,9 +221,23 @@ dest_case() {	# NAME QEMU SKEW CHECK
 	[ -s "$SERLOG" ] && cat "$SERLOG" >>"$W/l2.earlier.log"
 	: >"$SERLOG"
 	ROUND=1
-	"$XCHG" query "$IP_A" -p "$CLK_PORT" -s "$skew" 2>&1 | prefix sync
+	# (as on A: after this line a failure is not the environment's)
+	start_migration
+	if ! "$XCHG" query "$IP_A" -p "$CLK_PORT" -s "$skew" >"$W/sync.out" 2>&1; then
+		prefix sync <"$W/sync.out"
+		result 1 "$name" "stepping this clock failed"
+		send "failed $name"
+		return 1
+	fi
+	prefix sync <"$W/sync.out"
 	measure_offset || { result 1 "$name" "no clock exchange with A"; return 1; }
-	SYNC_MS=$O_MS
+	SYNC_NS=$O_NS
+	# the step did what the case asks: B - A within SYNC_TOL_MS of SKEW
+	if [ $((O_MS - skew)) -gt "$SYNC_TOL_MS" ] || [ $((skew - O_MS)) -gt "$SYNC_TOL_MS" ]; then
+		result 1 "$name" "after the step B's clock is $O_MS ms from A's, not $skew"
+		send "failed $name"
+		return 1
+	fi
 	t0=$(now_ms)
 	if ! qemu_start "dst-$name" "$2" "$3" -S -incoming "tcp:0:$MIG_PORT"; then
 		result 1 "$name" "the destination did not start"
@@ -218,7 +254,7 @@ dest_case() {	# NAME QEMU SKEW CHECK
 # dest_migrated NAME CHECK T0: the destination's half, from A's message
 # on; the case's result.
 dest_migrated() {
-	if ! expect migrated "$1" "$MIGRATE_TIMEOUT"; then
+	if ! expect migrated "$1" "$((MIGRATE_TIMEOUT + 60))"; then
 		diagnostics
 		result 1 "$1" "A's migration failed"
 		return
@@ -237,13 +273,13 @@ dest_migrated() {
 	# A's stop on B's clock: the downtime is counted on A's timeline
 	T_STOP=$((T_STOP_A + O_MS))
 	resume_vm "$TARGET_DOWNTIME_MS" || { result 1 "$1" "cont failed"; return; }
-	ROW_EXTRA="hosts_offset_ms=$(awk -v o="$O_NS" 'BEGIN { printf "%.3f", o / 1e6 }') offset_err_us=$(awk -v e="$O_ERR_NS" 'BEGIN { printf "%.1f", e / 1e3 }') offset_at_sync_ms=$SYNC_MS"
+	ROW_EXTRA="hosts_offset_ms=$(awk -v o="$O_NS" 'BEGIN { printf "%.3f", o / 1e6 }') offset_err_us=$(awk -v e="$O_ERR_NS" 'BEGIN { printf "%.1f", e / 1e3 }') offset_at_sync_ms=$(awk -v o="$SYNC_NS" 'BEGIN { printf "%.3f", o / 1e6 }')"
 	case $2 in
 	behind)
 		# nothing counted: the TSC's error against the hosts' clocks is
 		# minus their gap, the downtime plus the offset
 		finish_2host "$1" precise "$(((-DOWNTIME_MS - O_MS) * 1000000))" "$CAP_TOL_NS" \
-			'timestamped .* in this host.s future' ;;
+			"$FUTURE_RE" ;;
 	1) finish_2host "$1" precise 0 "$TOL_NS" ;;
 	*) finish_2host "$1" legacy - - ;;
 	esac
@@ -265,7 +301,18 @@ finish_2host() {
 	if [ -n "${5:-}" ] && ! printf '%s\n' "$CONT_OUT" | cat - "$QERR" | grep -q "$5"; then
 		figures="$figures
 QEMU did not warn (expected: $5)"
+	elif [ -z "${5:-}" ] && printf '%s\n' "$CONT_OUT" | cat - "$QERR" | grep -q "$FUTURE_RE"; then
+		figures="$figures
+QEMU warned of a timestamp in the future: $(printf '%s\n' "$CONT_OUT" | cat - "$QERR" | grep -m 1 "$FUTURE_RE")"
 	fi
+	# the gap the guest measured is the migration's
+	gap_bad=$(awk -v e="$((DOWNTIME_MS * 1000000 + O_NS))" -v lo="$GAP_MIN_MS" -v hi="$GAP_MAX_MS" '
+		/cpu=/ { for (i = 1; i <= NF; i++) if ($i ~ /^gap_host_ns=/) {
+			d = (substr($i, 13) - e) / 1e6
+			if (d < lo || d > hi) printf "the guest saw a host clock gap %.0f ms off the downtime plus the offset (window %d..%d ms): not the migration\n", d, lo, hi } }' \
+		"$W/round.$((ROUND - 1))")
+	[ -z "$gap_bad" ] || figures="$figures
+$gap_bad"
 	# the TSC's error against the true time: its error against the hosts'
 	# clocks plus the offset
 	true_err=$(awk '/tsc_err_ns=/ { for (i = 1; i <= NF; i++) if ($i ~ /^tsc_err_ns=/) { v = substr($i, 12); l = l (l == "" ? "" : ",") sprintf("%.1f", (v + o) / 1e3) } } END { print l == "" ? "-" : l }' \
@@ -292,7 +339,7 @@ $problems"
 
 dest_main() {
 	PEER=$IP_A
-	each_case dest_case || BROKEN="lost A"
+	each_case dest_case || lost_peer A ""
 }
 
 main_2host() {
