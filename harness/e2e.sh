@@ -409,6 +409,18 @@ two_host() {
 	return "$status"
 }
 
+# two_host_boot SIDE LOCAL_PORT REMOTE_PORT: boot test VM SIDE (a or b) of
+# the pair RUN (two_host_pair's local), in a subshell of its own.
+two_host_boot() {
+	# shellcheck disable=SC2030,SC2031
+	(
+		QEMU_EXTRA_ARGS=$(two_host_net "$2" "$3" "0$1")
+		export QEMU_SMP=2 QEMU_EXTRA_ARGS
+		KERNEL_ARGS="${KERNEL_ARGS:+$KERNEL_ARGS }e2e.host=$1" RUN_NAME=$run-$1 \
+			SET_FILE=$HARNESS_DIR/sets/e2e-2host.list boot_once
+	)
+}
+
 # two_host_pair RUN: boot A and B (logs RUN-a.*, RUN-b.*); when one ends,
 # the other gets TWO_HOST_GRACE seconds (default 90) before its QEMU is
 # told to quit: a peer that died leaves the other waiting for it.
@@ -417,25 +429,14 @@ two_host_pair() {
 	port=$((20000 + $$ % 20000))
 	# B starts once A's console log exists: not a stale one
 	rm -f "$LOG_DIR/$run"-[ab].console.log
-	# shellcheck disable=SC2030,SC2031
-	(
-		QEMU_EXTRA_ARGS=$(two_host_net "$port" "$((port + 1))" 0a)
-		export QEMU_SMP=2 QEMU_EXTRA_ARGS
-		KERNEL_ARGS="${KERNEL_ARGS:+$KERNEL_ARGS }e2e.host=a" RUN_NAME=$run-a \
-			SET_FILE=$HARNESS_DIR/sets/e2e-2host.list boot_once
-	) &
+	two_host_boot a "$port" "$((port + 1))" &
 	pid_a=$!
 	for i in $(seq 1 600); do
 		[ -e "$LOG_DIR/$run-a.console.log" ] && break
 		kill -0 "$pid_a" 2>/dev/null || break
 		sleep 0.5
 	done
-	(
-		QEMU_EXTRA_ARGS=$(two_host_net "$((port + 1))" "$port" 0b)
-		export QEMU_SMP=2 QEMU_EXTRA_ARGS
-		KERNEL_ARGS="${KERNEL_ARGS:+$KERNEL_ARGS }e2e.host=b" RUN_NAME=$run-b \
-			SET_FILE=$HARNESS_DIR/sets/e2e-2host.list boot_once
-	) &
+	two_host_boot b "$((port + 1))" "$port" &
 	pid_b=$!
 	while kill -0 "$pid_a" 2>/dev/null && kill -0 "$pid_b" 2>/dev/null; do
 		sleep 1

@@ -344,6 +344,7 @@ dest_main() {
 
 main_2host() {
 	ROLE=$(sed -n 's/.*e2e\.host=\([ab]\).*/\1/p' /proc/cmdline)
+	# shellcheck disable=SC2034 # finish_test reads it
 	t_start=$(now_ms)
 	echo "TAP version 13"
 	case $ROLE in
@@ -360,13 +361,7 @@ main_2host() {
 		net_up "$IP_B" || BROKEN="no network"
 		dest_main
 	fi
-	reap_retired
-	say "time: whole test $(($(now_ms) - t_start)) ms"
-	guest_logs_case
-	say "the L2 consoles, all of them:"
-	cat "$W/l2.failed-boot.log" "$W/l2.earlier.log" "$SERLOG" 2>/dev/null | prefix l2
-	# shellcheck disable=SC2154 # tsc_e2e.sh's
-	[ "$fails" = 0 ]
+	finish_test
 }
 
 main_2host

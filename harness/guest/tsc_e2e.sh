@@ -1344,6 +1344,12 @@ main() {
 		migrate_case stock-to-patched-min legacy "$PATCHED_QEMU" "$PATCHED_ACCEL" 0 sync
 		stop_guest
 	fi
+	finish_test
+}
+
+# finish_test: the end of a run (here and in tsc_2host.sh): the QEMUs
+# reaped, the guests' consoles checked and printed; fails if a case did.
+finish_test() {
 	reap_retired
 	say "time: whole test $(($(now_ms) - t_start)) ms"
 	guest_logs_case
